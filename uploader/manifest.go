@@ -1,0 +1,149 @@
+package uploader
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segvault/segvault/segment"
+)
+
+// Manifest format names and the version this code writes and reads. Readers
+// reject any other version: add a reader for the old one before bumping.
+const (
+	SegmentManifestFormat = "segvault.segment"
+	LogDirManifestFormat  = "segvault.logdir"
+	ManifestVersion       = 1
+)
+
+// Compression and encryption names recorded per object.
+const (
+	CompressionNone = "none"
+	CompressionZstd = "zstd"
+	EncryptionNone  = ""
+)
+
+// StoredObject is how one file is stored in the bucket.
+type StoredObject struct {
+	Key         string `json:"key"`
+	Size        int64  `json:"size"`   // bytes in the bucket
+	SHA256      string `json:"sha256"` // of the stored bytes
+	CRC32C      string `json:"crc32c"` // of the stored bytes
+	Compression string `json:"compression"`
+	Encryption  string `json:"encryption,omitempty"` // "" or "aes-256-gcm-stream-v1"
+	KeyID       string `json:"key_id,omitempty"`     // which client-side key (its fingerprint)
+}
+
+// FileRecord is one archived file: what it was on disk and how it is stored.
+type FileRecord struct {
+	Name    string       `json:"name"`   // file name in the partition dir, e.g. 00000000000000000000.log
+	Size    int64        `json:"size"`   // raw bytes
+	SHA256  string       `json:"sha256"` // of the raw bytes
+	CRC32C  string       `json:"crc32c"` // of the raw bytes
+	ModTime time.Time    `json:"mtime"`
+	Object  StoredObject `json:"object"`
+}
+
+// PartitionState carries the small partition-dir files a rebuild needs, as
+// they were when the segment was archived.
+type PartitionState struct {
+	CapturedAt            time.Time `json:"captured_at"`
+	LeaderEpochCheckpoint []byte    `json:"leader_epoch_checkpoint,omitempty"` // raw file bytes
+	PartitionMetadata     []byte    `json:"partition_metadata,omitempty"`      // raw file bytes
+}
+
+// SegmentManifest commits one archived version of one segment. It is
+// uploaded after every object it names; its presence is the commit.
+type SegmentManifest struct {
+	Format         string           `json:"format"`
+	Version        int              `json:"version"`
+	ClusterID      string           `json:"cluster_id"`
+	BrokerID       int32            `json:"broker_id"`
+	LogDir         string           `json:"log_dir"`
+	Topic          string           `json:"topic"`
+	Partition      int32            `json:"partition"`
+	TopicID        string           `json:"topic_id"`
+	BaseOffset     int64            `json:"base_offset"`
+	ContentID      string           `json:"content_id"`
+	CreatedAt      time.Time        `json:"created_at"`
+	Agent          string           `json:"agent"`      // "segvault <version>"
+	Validation     string           `json:"validation"` // "shallow" or "deep"
+	Files          []FileRecord     `json:"files"`      // the .log first
+	Summary        *segment.Summary `json:"summary"`
+	PartitionState *PartitionState  `json:"partition_state,omitempty"`
+}
+
+// Ref is the manifest's SegmentRef.
+func (m *SegmentManifest) Ref() SegmentRef {
+	return SegmentRef{Cluster: m.ClusterID, Topic: m.Topic, Partition: m.Partition, TopicID: m.TopicID,
+		BaseOffset: m.BaseOffset, Broker: m.BrokerID, ContentID: m.ContentID}
+}
+
+// LogFile returns the record of the segment's .log file.
+func (m *SegmentManifest) LogFile() (FileRecord, bool) {
+	for _, f := range m.Files {
+		if f.Name == segment.FormatName(m.BaseOffset, segment.KindLog) {
+			return f, true
+		}
+	}
+	return FileRecord{}, false
+}
+
+// InlineFile is a small file carried inside a log-dir manifest.
+type InlineFile struct {
+	Name    string    `json:"name"`
+	Content []byte    `json:"content"`
+	SHA256  string    `json:"sha256"`
+	ModTime time.Time `json:"mtime"`
+}
+
+// LogDirManifest captures a log dir's root files (meta.properties and the
+// offset checkpoints) at one moment.
+type LogDirManifest struct {
+	Format      string       `json:"format"`
+	Version     int          `json:"version"`
+	ClusterID   string       `json:"cluster_id"`
+	BrokerID    int32        `json:"broker_id"`
+	LogDir      string       `json:"log_dir"`
+	DirectoryID string       `json:"directory_id,omitempty"`
+	CapturedAt  time.Time    `json:"captured_at"`
+	Agent       string       `json:"agent"`
+	Files       []InlineFile `json:"files"`
+}
+
+// MaxManifestSize bounds how much of a manifest object is read.
+const MaxManifestSize = 64 << 20
+
+// DecodeSegmentManifest parses and checks a segment manifest read from key.
+// Names it carries are not yet validated for use as paths: restore does that.
+func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
+	var m SegmentManifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	if m.Format != SegmentManifestFormat {
+		return nil, fmt.Errorf("manifest %s: format %q, want %q", key, m.Format, SegmentManifestFormat)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d)", key, m.Version, ManifestVersion)
+	}
+	if m.Summary == nil || len(m.Files) == 0 {
+		return nil, fmt.Errorf("manifest %s: no summary or no files", key)
+	}
+	return &m, nil
+}
+
+// DecodeLogDirManifest parses and checks a log-dir manifest read from key.
+func DecodeLogDirManifest(key string, data []byte) (*LogDirManifest, error) {
+	var m LogDirManifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("log-dir manifest %s: %w", key, err)
+	}
+	if m.Format != LogDirManifestFormat {
+		return nil, fmt.Errorf("log-dir manifest %s: format %q, want %q", key, m.Format, LogDirManifestFormat)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("log-dir manifest %s: unsupported version %d (this segvault reads %d)", key, m.Version, ManifestVersion)
+	}
+	return &m, nil
+}
