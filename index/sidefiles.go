@@ -54,8 +54,8 @@ type EpochEntry struct {
 	StartOffset int64
 }
 
-// OffsetEntry is one offset checkpoint line: "topic partition offset".
-type OffsetEntry struct {
+// CheckpointEntry is one offset checkpoint line: "topic partition offset".
+type CheckpointEntry struct {
 	Topic     string
 	Partition int32
 	Offset    int64
@@ -81,7 +81,7 @@ func FormatLeaderEpochCheckpoint(entries []EpochEntry) []byte {
 }
 
 // FormatOffsetCheckpoint writes an offset checkpoint file.
-func FormatOffsetCheckpoint(entries []OffsetEntry) []byte {
+func FormatOffsetCheckpoint(entries []CheckpointEntry) []byte {
 	lines := make([]string, len(entries))
 	for i, e := range entries {
 		lines[i] = fmt.Sprintf("%s %d %d", e.Topic, e.Partition, e.Offset)
@@ -158,15 +158,15 @@ func ParseLeaderEpochCheckpoint(name string, data []byte) ([]EpochEntry, error) 
 }
 
 // ParseOffsetCheckpoint reads an offset checkpoint file.
-func ParseOffsetCheckpoint(name string, data []byte) ([]OffsetEntry, error) {
-	var out []OffsetEntry
+func ParseOffsetCheckpoint(name string, data []byte) ([]CheckpointEntry, error) {
+	var out []CheckpointEntry
 	err := parseCheckpoint(name, data, 3, func(f []string) error {
 		p, err1 := strconv.ParseInt(f[1], 10, 32)
 		o, err2 := strconv.ParseInt(f[2], 10, 64)
 		if err1 != nil || err2 != nil || p < 0 {
 			return fmt.Errorf("bad partition or offset")
 		}
-		out = append(out, OffsetEntry{Topic: f[0], Partition: int32(p), Offset: o})
+		out = append(out, CheckpointEntry{Topic: f[0], Partition: int32(p), Offset: o})
 		return nil
 	})
 	return out, err
