@@ -69,6 +69,17 @@ func (l Layout) SegmentDir(r SegmentRef) string {
 	return fmt.Sprintf("%s%s/segments/%020d/%d-%s/", l.PartitionPrefix(r.Cluster, r.Topic, r.Partition), r.TopicID, r.BaseOffset, r.Broker, r.ContentID)
 }
 
+// SnapshotDir is the common prefix of an archived KRaft snapshot
+// (<offset>-<epoch>.checkpoint of __cluster_metadata).
+func (l Layout) SnapshotDir(r SegmentRef, epoch int32) string {
+	return fmt.Sprintf("%s%s/snapshots/%020d-%010d/%d-%s/", l.PartitionPrefix(r.Cluster, r.Topic, r.Partition), r.TopicID, r.BaseOffset, epoch, r.Broker, r.ContentID)
+}
+
+// GapKey records a segment lost before it could be archived.
+func (l Layout) GapKey(r SegmentRef) string {
+	return fmt.Sprintf("%s%s/gaps/%020d-%d.json", l.PartitionPrefix(r.Cluster, r.Topic, r.Partition), r.TopicID, r.BaseOffset, r.Broker)
+}
+
 // ManifestKey is the commit marker of a segment version.
 func (l Layout) ManifestKey(r SegmentRef) string { return l.SegmentDir(r) + ManifestName }
 

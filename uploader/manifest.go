@@ -23,6 +23,12 @@ const (
 	EncryptionNone  = ""
 )
 
+// Manifest kinds.
+const (
+	KindSegment       = "segment"
+	KindKRaftSnapshot = "kraft-snapshot"
+)
+
 // StoredObject is how one file is stored in the bucket.
 type StoredObject struct {
 	Key         string `json:"key"`
@@ -50,27 +56,34 @@ type PartitionState struct {
 	CapturedAt            time.Time `json:"captured_at"`
 	LeaderEpochCheckpoint []byte    `json:"leader_epoch_checkpoint,omitempty"` // raw file bytes
 	PartitionMetadata     []byte    `json:"partition_metadata,omitempty"`      // raw file bytes
+	QuorumState           []byte    `json:"quorum_state,omitempty"`            // __cluster_metadata only
 }
 
 // SegmentManifest commits one archived version of one segment. It is
 // uploaded after every object it names; its presence is the commit.
 type SegmentManifest struct {
-	Format         string           `json:"format"`
-	Version        int              `json:"version"`
-	ClusterID      string           `json:"cluster_id"`
-	BrokerID       int32            `json:"broker_id"`
-	LogDir         string           `json:"log_dir"`
-	Topic          string           `json:"topic"`
-	Partition      int32            `json:"partition"`
-	TopicID        string           `json:"topic_id"`
-	BaseOffset     int64            `json:"base_offset"`
-	ContentID      string           `json:"content_id"`
-	CreatedAt      time.Time        `json:"created_at"`
-	Agent          string           `json:"agent"`      // "segvault <version>"
-	Validation     string           `json:"validation"` // "shallow" or "deep"
-	Files          []FileRecord     `json:"files"`      // the .log first
-	Summary        *segment.Summary `json:"summary"`
-	PartitionState *PartitionState  `json:"partition_state,omitempty"`
+	Format        string `json:"format"`
+	Version       int    `json:"version"`
+	ClusterID     string `json:"cluster_id"`
+	BrokerID      int32  `json:"broker_id"`
+	LogDir        string `json:"log_dir"`
+	Topic         string `json:"topic"`
+	Partition     int32  `json:"partition"`
+	TopicID       string `json:"topic_id"`
+	Kind          string `json:"kind"` // KindSegment or KindKRaftSnapshot
+	BaseOffset    int64  `json:"base_offset"`
+	SnapshotEpoch int32  `json:"snapshot_epoch,omitempty"` // KRaft snapshots: <offset>-<epoch>.checkpoint
+	// NextSegmentBase is the base offset of the segment that followed this
+	// one in the partition when it was archived: the segment covers
+	// [BaseOffset, NextSegmentBase). Restore checks chains with it.
+	NextSegmentBase int64            `json:"next_segment_base"`
+	ContentID       string           `json:"content_id"`
+	CreatedAt       time.Time        `json:"created_at"`
+	Agent           string           `json:"agent"`      // "segvault <version>"
+	Validation      string           `json:"validation"` // "shallow" or "deep"
+	Files           []FileRecord     `json:"files"`      // the .log first
+	Summary         *segment.Summary `json:"summary"`
+	PartitionState  *PartitionState  `json:"partition_state,omitempty"`
 }
 
 // Ref is the manifest's SegmentRef.
@@ -126,6 +139,9 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 	}
 	if m.Version != ManifestVersion {
 		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d)", key, m.Version, ManifestVersion)
+	}
+	if m.Kind != KindSegment && m.Kind != KindKRaftSnapshot {
+		return nil, fmt.Errorf("manifest %s: unknown kind %q", key, m.Kind)
 	}
 	if m.Summary == nil || len(m.Files) == 0 {
 		return nil, fmt.Errorf("manifest %s: no summary or no files", key)

@@ -1,0 +1,614 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/uploader"
+)
+
+// Archive is what the agent needs from the store. NewArchive adapts an
+// uploader.Bucket; tests may wrap it to inject faults.
+type Archive interface {
+	// PutFile uploads size bytes from src at key (create-only, identical
+	// content is success) and returns the raw and stored digests.
+	PutFile(ctx context.Context, key string, src io.Reader, size int64) (uploader.FileRecord, error)
+	// PutManifest creates a small object (create-only; identical is
+	// success; different content is uploader.ErrConflict).
+	PutManifest(ctx context.Context, key string, data []byte) error
+	// Exists reports whether key is in the bucket.
+	Exists(ctx context.Context, key string) (bool, error)
+	// List calls fn for each key under prefix.
+	List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error
+	// Get reads a small object whole.
+	Get(ctx context.Context, key string, max int64) ([]byte, error)
+}
+
+// Agent archives the rolled segments of a broker's log dirs.
+type Agent struct {
+	cfg     Config
+	store   Archive
+	layout  uploader.Layout
+	log     *slog.Logger
+	metrics *Metrics
+	version string
+	filter  topicFilter
+	state   *State
+	staging *staging
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	seen      map[string]*observation // rolled candidates not yet archived
+	ids       map[string]BrokerIdentity
+	roots     map[string]rootCapture
+	ready     bool
+	lastErr   error
+	partPaths map[string]bool // partition dirs seen in the last scan
+}
+
+type observation struct {
+	c      candidate
+	first  time.Time // when it was first seen rolled
+	since  time.Time // when its current file identity was first seen
+	staged bool
+}
+
+type rootCapture struct {
+	hash string
+	at   time.Time
+}
+
+// New prepares an agent: loads (or rebuilds) its state and staging.
+func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metrics *Metrics, version string) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	if cfg.ServerProperties != "" && (len(cfg.LogDirs) == 0 || cfg.BrokerID < 0) {
+		dirs, node, err := ReadServerProperties(cfg.ServerProperties)
+		if err != nil {
+			return nil, err
+		}
+		if len(cfg.LogDirs) == 0 {
+			cfg.LogDirs = dirs
+		}
+		if cfg.BrokerID < 0 {
+			cfg.BrokerID = node
+		}
+	}
+	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
+		version: version, filter: newTopicFilter(&cfg), seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
+		roots: map[string]rootCapture{}}
+	if cfg.ReadBytesPerS > 0 {
+		a.limiter = rate.NewLimiter(rate.Limit(cfg.ReadBytesPerS), int(min(cfg.ReadBytesPerS, 4<<20)))
+	}
+	if cfg.LowPriority {
+		if err := lowerPriority(); err != nil {
+			log.Warn("could not lower CPU/I/O priority", "err", err)
+		}
+	}
+	var fresh bool
+	var err error
+	if a.state, fresh, err = OpenState(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if a.staging, err = newStaging(cfg.StateDir, cfg.StagingBudget); err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := a.rebuildState(ctx); err != nil {
+			log.Warn("could not rebuild state from the bucket; segments will be re-checked against it one by one", "err", err)
+		}
+	}
+	return a, nil
+}
+
+// Close flushes state.
+func (a *Agent) Close() error { return a.state.Close() }
+
+// Ready reports whether the last pass completed (for /readyz).
+func (a *Agent) Ready() (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready, a.lastErr
+}
+
+// identity returns (and caches) who wrote a log dir.
+func (a *Agent) identity(logDir string) (BrokerIdentity, error) {
+	a.mu.Lock()
+	id, ok := a.ids[logDir]
+	a.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := ReadIdentity(logDir, a.cfg.ClusterID, a.cfg.BrokerID)
+	if err != nil {
+		return id, err
+	}
+	a.mu.Lock()
+	a.ids[logDir] = id
+	a.mu.Unlock()
+	return id, nil
+}
+
+// PassReport sums up one pass.
+type PassReport struct {
+	Partitions int
+	Candidates int
+	Archived   int
+	Already    int
+	Corrupt    int
+	Lost       int
+	Waiting    int // rolled but not settled yet
+	Failed     int
+	RawBytes   int64
+	Stored     int64
+	Errors     []error
+}
+
+// Pass scans every log dir once and ships what has settled. It returns an
+// error only for problems that stop the whole pass.
+func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
+	start := time.Now()
+	rep := &PassReport{}
+	var work []*observation
+	live := map[string]bool{}
+	parts := map[string]bool{}
+	for _, dir := range a.cfg.LogDirs {
+		id, err := a.identity(dir)
+		if err != nil {
+			return rep, err
+		}
+		if a.cfg.IncludeActive {
+			if held, err := brokerHoldsLock(dir); err != nil || held {
+				return rep, fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
+			}
+		}
+		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", dir, err)
+		}
+		rep.Partitions += len(scans)
+		for _, ps := range scans {
+			parts[ps.Path] = true
+			for i := range ps.Candidates {
+				c := ps.Candidates[i]
+				live[c.key()] = true
+				if o := a.consider(&c, start); o != nil {
+					work = append(work, o)
+				}
+			}
+		}
+		if err := a.captureRoot(ctx, dir, id); err != nil {
+			a.log.Warn("log-dir root capture failed", "file", dir, "err", err)
+		}
+	}
+	// Staged segments whose originals Kafka deleted still get archived.
+	for _, c := range a.staging.orphans() {
+		c := c
+		if live[c.key()] || !a.filter.match(c.Dir.Topic) {
+			continue
+		}
+		live[c.key()] = true
+		if o := a.consider(&c, start); o != nil {
+			o.since = time.Time{} // files no longer change
+			work = append(work, o)
+		}
+	}
+	rep.Lost += a.detectLost(ctx, live)
+	a.mu.Lock()
+	a.partPaths = parts
+	a.mu.Unlock()
+	a.metrics.Partitions.Set(float64(rep.Partitions))
+
+	sort.Slice(work, func(i, j int) bool { return work[i].c.key() < work[j].c.key() })
+	rep.Candidates = len(work)
+	var ready []*observation
+	for _, o := range work {
+		if a.settled(o, start) {
+			ready = append(ready, o)
+		} else {
+			rep.Waiting++
+		}
+	}
+	a.updateLag(start)
+	a.shipAll(ctx, ready, rep)
+	a.updateLag(time.Now())
+	a.metrics.ScanSeconds.Observe(time.Since(start).Seconds())
+	a.metrics.StagedBytes.Set(float64(a.staging.Used()))
+	a.mu.Lock()
+	a.ready, a.lastErr = true, errors.Join(rep.Errors...)
+	a.mu.Unlock()
+	return rep, nil
+}
+
+// consider returns the observation for a rolled candidate that still needs
+// archiving, or nil when state says this exact version is done.
+func (a *Agent) consider(c *candidate, now time.Time) *observation {
+	if e, ok := a.state.Get(c.key()); ok && sameFiles(e.Files, c.Files) {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	o := a.seen[c.key()]
+	switch {
+	case o == nil:
+		o = &observation{c: *c, first: now, since: now}
+		a.seen[c.key()] = o
+	case !sameFiles(o.c.Files, c.Files):
+		o.c, o.since = *c, now
+	}
+	return o
+}
+
+// settled: a rolled segment is shipped once its files have not changed for
+// SettleTime (by mtime, or by identical observations that far apart).
+func (a *Agent) settled(o *observation, now time.Time) bool {
+	if a.cfg.SettleTime == 0 || o.since.IsZero() {
+		return true
+	}
+	newest := time.Time{}
+	for _, f := range o.c.Files {
+		if f.MTime.After(newest) {
+			newest = f.MTime
+		}
+	}
+	return now.Sub(newest) >= a.cfg.SettleTime || now.Sub(o.since) >= a.cfg.SettleTime
+}
+
+func sameFiles(x, y []fileStat) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if x[i].Name != y[i].Name || x[i].Size != y[i].Size || !x[i].MTime.Equal(y[i].MTime) || (x[i].Ino != 0 && y[i].Ino != 0 && x[i].Ino != y[i].Ino) {
+			return false
+		}
+	}
+	return true
+}
+
+// shipAll ships ready candidates, Concurrency at a time. Cancelling ctx
+// stops new work; shipments in flight get DrainTimeout to finish.
+func (a *Agent) shipAll(ctx context.Context, ready []*observation, rep *PassReport) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(a.cfg.DrainTimeout, cancel)
+		<-work.Done()
+		t.Stop()
+	})
+	defer stop()
+	var mu sync.Mutex
+	g := new(errgroup.Group)
+	g.SetLimit(a.cfg.Concurrency)
+	for _, o := range ready {
+		if ctx.Err() != nil {
+			break
+		}
+		if !o.staged {
+			ok, why, err := a.staging.stage(&o.c)
+			if err != nil {
+				a.log.Warn("staging failed", "file", o.c.DirPath, "base_offset", o.c.Base, "err", err)
+			} else if !ok && why != "staging disabled" {
+				a.log.Warn("segment not protected from retention", "file", o.c.DirPath, "base_offset", o.c.Base, "why", why)
+			}
+			o.staged = ok
+		}
+		g.Go(func() error {
+			a.metrics.InFlight.Inc()
+			defer a.metrics.InFlight.Dec()
+			r, err := a.shipOne(work, o)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				rep.Failed++
+				rep.Errors = append(rep.Errors, err)
+				return nil
+			}
+			switch r.status {
+			case statusArchived:
+				rep.Archived++
+				rep.RawBytes += r.raw
+				rep.Stored += r.stored
+			case statusCorrupt:
+				rep.Corrupt++
+			case statusLost:
+				rep.Lost++
+			default:
+				rep.Already++
+			}
+			return nil
+		})
+	}
+	g.Wait()
+}
+
+// shipOne ships a candidate and records the outcome.
+func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error) {
+	c := &o.c
+	log := a.log.With("topic", c.Dir.Topic, "partition", c.Dir.Partition, "base_offset", c.Base)
+	id, err := a.identity(c.LogDir)
+	if err != nil {
+		return shipResult{}, err
+	}
+	r, err := a.ship(ctx, c, id, log)
+	if errors.Is(err, errVanished) {
+		a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
+		return shipResult{status: statusLost}, nil
+	}
+	if err != nil {
+		stage := "upload"
+		if errors.Is(err, uploader.ErrConflict) {
+			stage = "conflict"
+			a.metrics.Conflicts.Inc()
+		}
+		a.metrics.Failures.WithLabelValues(stage).Inc()
+		log.Error("archive failed; will retry", "err", err)
+		return shipResult{}, fmt.Errorf("%s base %d: %w", c.DirPath, c.Base, err)
+	}
+	entry := stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: r.manifest, At: time.Now().UTC()}
+	switch r.status {
+	case statusCorrupt:
+		a.metrics.CorruptSegments.Inc()
+		log.Error("segment failed validation; not archived", "err", r.detail)
+		entry.Status, entry.Detail = statusCorrupt, r.detail
+	case statusArchived:
+		a.metrics.SegmentsArchived.Inc()
+		a.metrics.BytesArchived.Add(float64(r.raw))
+		a.metrics.BytesStored.Add(float64(r.stored))
+		a.metrics.LastSuccess.SetToCurrentTime()
+		a.metrics.RollToArchive.Observe(time.Since(o.first).Seconds())
+		log.Info("archived", "key", r.manifest, "bytes", r.raw, "stored_bytes", r.stored)
+	default:
+		a.metrics.AlreadyInArchive.Inc()
+		log.Debug("already archived", "key", r.manifest)
+	}
+	if err := a.state.Put(entry); err != nil {
+		return r, err
+	}
+	a.staging.unstage(c)
+	a.mu.Lock()
+	delete(a.seen, c.key())
+	a.mu.Unlock()
+	return r, nil
+}
+
+// detectLost finds rolled segments we saw but never archived that are gone
+// from both the log dir and staging: data lost to retention. It records
+// each once: state, metric, log and a gap marker in the bucket.
+func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
+	a.mu.Lock()
+	var gone []*observation
+	for k, o := range a.seen {
+		if !live[k] {
+			gone = append(gone, o)
+			delete(a.seen, k)
+		}
+	}
+	a.mu.Unlock()
+	n := 0
+	for _, o := range gone {
+		if _, err := os.Stat(o.c.path(o.c.Files[0].Name)); err == nil {
+			continue // the dir was filtered or renamed, not deleted
+		}
+		if _, err := os.Stat(a.staging.path(&o.c, o.c.Files[0].Name)); err == nil && a.staging.path(&o.c, "") != "" {
+			continue
+		}
+		id, err := a.identity(o.c.LogDir)
+		if err != nil {
+			continue
+		}
+		a.recordLost(ctx, &o.c, id, "deleted by Kafka (retention, truncation or topic deletion) before it was archived")
+		n++
+	}
+	return n
+}
+
+// GapMarker is the object recording a segment lost before archiving.
+type GapMarker struct {
+	Format     string    `json:"format"` // "segvault.gap"
+	Version    int       `json:"version"`
+	ClusterID  string    `json:"cluster_id"`
+	BrokerID   int32     `json:"broker_id"`
+	Topic      string    `json:"topic"`
+	Partition  int32     `json:"partition"`
+	TopicID    string    `json:"topic_id"`
+	BaseOffset int64     `json:"base_offset"`
+	NextBase   int64     `json:"next_segment_base"`
+	Bytes      int64     `json:"bytes"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}
+
+func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity, why string) {
+	a.metrics.SegmentsLost.Inc()
+	a.log.Error("segment lost before it was archived", "topic", c.Dir.Topic, "partition", c.Dir.Partition,
+		"base_offset", c.Base, "bytes", c.Files[0].Size, "why", why)
+	g := GapMarker{Format: "segvault.gap", Version: 1, ClusterID: id.ClusterID, BrokerID: id.BrokerID, Topic: c.Dir.Topic,
+		Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, NextBase: c.NextBase, Bytes: c.Files[0].Size,
+		Reason: why, At: time.Now().UTC()}
+	data, _ := json.MarshalIndent(g, "", " ")
+	key := a.layout.GapKey(uploader.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+		TopicID: g.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
+	if err := a.store.PutManifest(ctx, key, data); err != nil && !errors.Is(err, uploader.ErrConflict) {
+		a.log.Error("could not record gap marker", "key", key, "err", err)
+	}
+	a.state.Put(stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At})
+	a.staging.unstage(c)
+}
+
+// updateLag publishes the archive lag.
+func (a *Agent) updateLag(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var n, bytes int64
+	var oldest time.Time
+	for _, o := range a.seen {
+		n++
+		for _, f := range o.c.Files {
+			bytes += f.Size
+		}
+		if oldest.IsZero() || o.first.Before(oldest) {
+			oldest = o.first
+		}
+	}
+	a.metrics.LagSegments.Set(float64(n))
+	a.metrics.LagBytes.Set(float64(bytes))
+	if oldest.IsZero() {
+		a.metrics.LagSeconds.Set(0)
+	} else {
+		a.metrics.LagSeconds.Set(now.Sub(oldest).Seconds())
+	}
+}
+
+// limitRead applies the disk-read bandwidth limit.
+func (a *Agent) limitRead(ctx context.Context, r io.Reader) io.Reader {
+	if a.limiter == nil {
+		return r
+	}
+	return &limitedReader{ctx: ctx, r: r, l: a.limiter}
+}
+
+type limitedReader struct {
+	ctx context.Context
+	r   io.Reader
+	l   *rate.Limiter
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > l.l.Burst() {
+		p = p[:l.l.Burst()]
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.l.WaitN(l.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
+}
+
+// RootCaptureInterval bounds how often changed log-dir root files are
+// captured (meta.properties changes are captured at once).
+const RootCaptureInterval = 10 * time.Minute
+
+// captureRoot uploads meta.properties and the offset checkpoints of a log
+// dir when they changed since the last capture.
+func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) error {
+	m := uploader.LogDirManifest{Format: uploader.LogDirManifestFormat, Version: uploader.ManifestVersion,
+		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: dir, DirectoryID: id.DirectoryID, Agent: "segvault " + a.version}
+	h := sha256.New()
+	var metaHash string
+	for _, name := range append([]string{index.MetaPropertiesFile}, index.RootCheckpointFiles...) {
+		p := filepath.Join(dir, name)
+		fi, err := os.Stat(p)
+		if err != nil || fi.Size() > 16<<20 {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		m.Files = append(m.Files, uploader.InlineFile{Name: name, Content: data, SHA256: hex.EncodeToString(sum[:]), ModTime: fi.ModTime().UTC()})
+		h.Write([]byte(name))
+		h.Write(sum[:])
+		if name == index.MetaPropertiesFile {
+			metaHash = hex.EncodeToString(sum[:])
+		}
+	}
+	hash := hex.EncodeToString(h.Sum(nil)) + "/" + metaHash
+	a.mu.Lock()
+	last := a.roots[dir]
+	a.mu.Unlock()
+	if last.hash == hash || (last.hash != "" && time.Since(last.at) < RootCaptureInterval && last.hash[len(last.hash)-len(metaHash):] == metaHash) {
+		return nil
+	}
+	m.CapturedAt = time.Now().UTC()
+	data, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := a.store.PutManifest(ctx, a.layout.LogDirKey(id.ClusterID, id.BrokerID, logDirKey(dir), m.CapturedAt), data); err != nil {
+		return err
+	}
+	a.metrics.RootCaptures.Inc()
+	a.mu.Lock()
+	a.roots[dir] = rootCapture{hash: hash, at: m.CapturedAt}
+	a.mu.Unlock()
+	return nil
+}
+
+// rebuildState fills empty local state from the bucket: every manifest this
+// broker committed marks its segment archived if the local files still have
+// the recorded sizes and modification times, so nothing is read again.
+func (a *Agent) rebuildState(ctx context.Context) error {
+	n := 0
+	for _, dir := range a.cfg.LogDirs {
+		id, err := a.identity(dir)
+		if err != nil {
+			return err
+		}
+		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		if err != nil {
+			return err
+		}
+		for _, ps := range scans {
+			byBase := map[string]*candidate{}
+			for i := range ps.Candidates {
+				c := &ps.Candidates[i]
+				byBase[fmt.Sprintf("%s/%d/%d", c.Kind, c.Base, c.Epoch)] = c
+			}
+			if len(byBase) == 0 {
+				continue
+			}
+			err := a.store.List(ctx, a.layout.PartitionPrefix(id.ClusterID, ps.Dir.Topic, ps.Dir.Partition), func(oi uploader.ObjectInfo) error {
+				if !uploader.IsManifestKey(oi.Key) {
+					return nil
+				}
+				data, err := a.store.Get(ctx, oi.Key, uploader.MaxManifestSize)
+				if err != nil {
+					return err
+				}
+				m, err := uploader.DecodeSegmentManifest(oi.Key, data)
+				if err != nil || m.BrokerID != id.BrokerID {
+					return nil
+				}
+				c := byBase[fmt.Sprintf("%s/%d/%d", m.Kind, m.BaseOffset, m.SnapshotEpoch)]
+				if c == nil || len(m.Files) != len(c.Files) {
+					return nil
+				}
+				for i, f := range m.Files {
+					if f.Name != c.Files[i].Name || f.Size != c.Files[i].Size || !f.ModTime.Equal(c.Files[i].MTime) {
+						return nil
+					}
+				}
+				n++
+				return a.state.Put(stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: oi.Key, At: time.Now().UTC()})
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	a.log.Info("state rebuilt from the bucket", "segments", n)
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package agent is segvault's archiver daemon. It discovers a broker's log
+// dirs, watches them (fsnotify as a hint, a periodic rescan as the truth),
+// decides when a segment has rolled and settled, protects it from retention
+// with a hard link, validates it, uploads its files and then its manifest
+// (the commit marker), and records what it archived in crash-safe local
+// state. It never writes into a Kafka log dir and never archives the active
+// segment.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Config is everything the agent needs. cmd/segvault fills it from flags,
+// the environment and the config file; Validate names the bad option.
+type Config struct {
+	// LogDirs to archive. Empty: taken from ServerProperties.
+	LogDirs []string `yaml:"log_dirs"`
+	// ServerProperties is the broker's server.properties, read for log.dirs
+	// and node.id/broker.id when they are not given.
+	ServerProperties string `yaml:"server_properties"`
+	// ClusterID and BrokerID override meta.properties (BrokerID -1: read it).
+	ClusterID string `yaml:"cluster_id"`
+	BrokerID  int32  `yaml:"broker_id"`
+
+	// Bucket is a store URL: file:///var/lib/segvault/archive or s3://bucket.
+	Bucket string `yaml:"bucket"`
+	Prefix string `yaml:"prefix"`
+
+	// StateDir holds the local state and the staging hard links. It must be
+	// on the same filesystem as the log dirs for staging to work.
+	StateDir string `yaml:"state_dir"`
+
+	IncludeTopics []string `yaml:"include_topics"` // regular expressions; empty = all
+	ExcludeTopics []string `yaml:"exclude_topics"`
+
+	ScanInterval  time.Duration `yaml:"scan_interval"`  // full rescan period
+	SettleTime    time.Duration `yaml:"settle_time"`    // files unchanged this long before upload
+	Concurrency   int           `yaml:"concurrency"`    // segments shipped at once
+	DeepValidate  bool          `yaml:"deep_validate"`  // decompress and parse every record
+	Compression   string        `yaml:"compression"`    // auto, zstd or none
+	ZstdLevel     int           `yaml:"zstd_level"`     // 1 (fastest) .. 4 (best)
+	ReadBytesPerS int64         `yaml:"read_bandwidth"` // disk read limit, 0 = none
+	StagingBudget int64         `yaml:"staging_budget"` // bytes of hard-linked segments kept for retention protection; 0 disables staging
+	DrainTimeout  time.Duration `yaml:"drain_timeout"`  // SIGTERM: wait this long for in-flight uploads
+	DropCache     bool          `yaml:"drop_cache"`     // drop page-cache pages the agent itself brought in
+	LowPriority   bool          `yaml:"low_priority"`   // nice 10 and idle I/O class
+	// IncludeActive also archives each partition's last (active) segment.
+	// Only for a stopped broker (salvaging a dead broker's disk, archiving a
+	// decommissioned one): the agent refuses while a broker holds the log
+	// dir's .lock.
+	IncludeActive bool `yaml:"include_active"`
+}
+
+// Defaults returns a Config with every default set.
+func Defaults() Config {
+	return Config{
+		BrokerID:      -1,
+		ScanInterval:  30 * time.Second,
+		SettleTime:    5 * time.Second,
+		Concurrency:   2,
+		Compression:   "auto",
+		ZstdLevel:     1,
+		StagingBudget: 10 << 30,
+		DrainTimeout:  60 * time.Second,
+		DropCache:     true,
+		LowPriority:   true,
+	}
+}
+
+// Validate checks the config and names the option at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.LogDirs) == 0 && c.ServerProperties == "" {
+		errs = append(errs, errors.New("log_dirs: give at least one log dir, or server_properties to read log.dirs from"))
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("bucket: a store URL is required (file:///path or s3://bucket)"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir: required"))
+	}
+	for _, re := range append(append([]string{}, c.IncludeTopics...), c.ExcludeTopics...) {
+		if _, err := regexp.Compile(re); err != nil {
+			errs = append(errs, fmt.Errorf("include_topics/exclude_topics: %q: %v", re, err))
+		}
+	}
+	if c.ScanInterval <= 0 {
+		errs = append(errs, errors.New("scan_interval: must be positive"))
+	}
+	if c.SettleTime < 0 {
+		errs = append(errs, errors.New("settle_time: must not be negative"))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		errs = append(errs, errors.New("concurrency: must be 1..64"))
+	}
+	switch c.Compression {
+	case "auto", "zstd", "none":
+	default:
+		errs = append(errs, fmt.Errorf("compression: %q is not auto, zstd or none", c.Compression))
+	}
+	if c.ZstdLevel < 1 || c.ZstdLevel > 4 {
+		errs = append(errs, errors.New("zstd_level: must be 1..4"))
+	}
+	if c.ReadBytesPerS < 0 || c.StagingBudget < 0 {
+		errs = append(errs, errors.New("read_bandwidth/staging_budget: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// topicFilter applies IncludeTopics and ExcludeTopics.
+type topicFilter struct{ include, exclude []*regexp.Regexp }
+
+func newTopicFilter(c *Config) topicFilter {
+	var f topicFilter
+	for _, s := range c.IncludeTopics {
+		f.include = append(f.include, regexp.MustCompile("^(?:"+s+")$"))
+	}
+	for _, s := range c.ExcludeTopics {
+		f.exclude = append(f.exclude, regexp.MustCompile("^(?:"+s+")$"))
+	}
+	return f
+}
+
+func (f topicFilter) match(topic string) bool {
+	for _, re := range f.exclude {
+		if re.MatchString(topic) {
+			return false
+		}
+	}
+	if len(f.include) == 0 {
+		return true
+	}
+	for _, re := range f.include {
+		if re.MatchString(topic) {
+			return true
+		}
+	}
+	return false
+}

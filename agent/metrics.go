@@ -1,0 +1,68 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the agent's Prometheus metrics (segvault_agent_*).
+type Metrics struct {
+	SegmentsArchived prometheus.Counter
+	BytesArchived    prometheus.Counter // raw bytes of archived files
+	BytesStored      prometheus.Counter // bytes written to the bucket
+	Failures         *prometheus.CounterVec
+	CorruptSegments  prometheus.Counter
+	Conflicts        prometheus.Counter
+	SegmentsLost     prometheus.Counter
+	LagSegments      prometheus.Gauge
+	LagBytes         prometheus.Gauge
+	LagSeconds       prometheus.Gauge
+	LastSuccess      prometheus.Gauge
+	StagedBytes      prometheus.Gauge
+	ScanSeconds      prometheus.Histogram
+	RollToArchive    prometheus.Histogram
+	PagesDropped     prometheus.Counter
+	Partitions       prometheus.Gauge
+	Watches          prometheus.Gauge
+	PollingFallback  prometheus.Gauge
+	RootCaptures     prometheus.Counter
+	InFlight         prometheus.Gauge
+	AlreadyInArchive prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: name, Help: help})
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: name, Help: help})
+	}
+	m := &Metrics{
+		SegmentsArchived: c("segments_archived_total", "Segment versions committed to the bucket."),
+		BytesArchived:    c("archived_bytes_total", "Raw bytes of files committed to the bucket."),
+		BytesStored:      c("stored_bytes_total", "Bytes uploaded to the bucket after compression."),
+		Failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent",
+			Name: "failures_total", Help: "Failed attempts to archive a segment, by stage."}, []string{"stage"}),
+		CorruptSegments:  c("corrupt_segments_total", "Segments that failed validation and were not archived."),
+		Conflicts:        c("conflicts_total", "Objects found in the bucket with different content (never overwritten)."),
+		SegmentsLost:     c("segments_lost_total", "Rolled segments deleted by Kafka before they could be archived."),
+		LagSegments:      g("lag_segments", "Rolled segments not yet archived."),
+		LagBytes:         g("lag_bytes", "Bytes of rolled segments not yet archived."),
+		LagSeconds:       g("lag_seconds", "Age of the oldest rolled segment not yet archived."),
+		LastSuccess:      g("last_success_timestamp_seconds", "Unix time of the last committed segment."),
+		StagedBytes:      g("staged_bytes", "Bytes held by staging hard links."),
+		ScanSeconds:      prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "segvault", Subsystem: "agent", Name: "scan_seconds", Help: "Duration of a full scan of the log dirs.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		RollToArchive:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "segvault", Subsystem: "agent", Name: "roll_to_archive_seconds", Help: "From a segment's roll (its successor appearing) to its manifest commit.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}),
+		PagesDropped:     c("page_cache_pages_dropped_total", "Page-cache pages the agent brought in and dropped again."),
+		Partitions:       g("partitions", "Partition dirs watched."),
+		Watches:          g("inotify_watches", "inotify watches held."),
+		PollingFallback:  g("polling_fallback", "1 when inotify is unavailable and the agent relies on rescans only."),
+		RootCaptures:     c("logdir_captures_total", "Log-dir root captures (meta.properties, checkpoints) uploaded."),
+		InFlight:         g("uploads_in_flight", "Segments being shipped now."),
+		AlreadyInArchive: c("already_archived_total", "Segments found already committed in the bucket (no upload)."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.SegmentsArchived, m.BytesArchived, m.BytesStored, m.Failures, m.CorruptSegments, m.Conflicts,
+			m.SegmentsLost, m.LagSegments, m.LagBytes, m.LagSeconds, m.LastSuccess, m.StagedBytes, m.ScanSeconds,
+			m.RollToArchive, m.PagesDropped, m.Partitions, m.Watches, m.PollingFallback, m.RootCaptures, m.InFlight, m.AlreadyInArchive)
+	}
+	return m
+}

@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/segment"
+	"github.com/segvault/segvault/uploader"
+)
+
+// MetadataTopicID is the fixed topic id of __cluster_metadata.
+const MetadataTopicID = "AAAAAAAAAAAAAAAAAAAAAQ"
+
+// openedFile is one file of a candidate, held open for the whole upload so
+// that a retention rename (.deleted) or delete meanwhile cannot take it away.
+type openedFile struct {
+	stat fileStat
+	f    *os.File
+	res  residency
+}
+
+// openCandidate opens every file of c: from the partition dir, else its
+// .deleted name (retention renamed it), else the staging hard link.
+func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
+	var out []openedFile
+	for _, fs := range c.Files {
+		var f *os.File
+		var err error
+		for _, p := range []string{c.path(fs.Name), c.path(fs.Name + segment.SuffixDeleted), a.staging.path(c, fs.Name)} {
+			if p == "" {
+				continue
+			}
+			if f, err = os.Open(p); err == nil {
+				break
+			}
+		}
+		if f == nil {
+			closeAll(out)
+			if fs.Name == c.Files[0].Name {
+				return nil, fmt.Errorf("%s: %w", c.path(fs.Name), errVanished)
+			}
+			continue // an index deleted alone: restore rebuilds it
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			closeAll(out)
+			return nil, err
+		}
+		of := openedFile{stat: fileStat{Name: fs.Name, Size: st.Size(), MTime: st.ModTime(), Ino: fs.Ino}, f: f}
+		if a.cfg.DropCache {
+			of.res = residentPages(f, st.Size())
+		}
+		out = append(out, of)
+	}
+	return out, nil
+}
+
+var errVanished = errors.New("deleted before it could be archived")
+
+func closeAll(fs []openedFile) {
+	for _, f := range fs {
+		f.f.Close()
+	}
+}
+
+// shipResult says what happened to a candidate.
+type shipResult struct {
+	status   string // archived, already, corrupt
+	manifest string
+	raw      int64
+	stored   int64
+	detail   string
+}
+
+// ship archives one candidate: validate and hash the .log in one pass, skip
+// it if its manifest is already in the bucket, upload every file
+// (create-only), then the manifest as the commit marker.
+func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *slog.Logger) (shipResult, error) {
+	files, err := a.openCandidate(c)
+	if err != nil {
+		return shipResult{}, err
+	}
+	defer func() {
+		for _, f := range files {
+			if a.cfg.DropCache {
+				a.metrics.PagesDropped.Add(float64(dropNewPages(f.f, f.res)))
+			}
+			f.f.Close()
+		}
+	}()
+	main := files[0]
+
+	// Pass 1: validate and hash the segment (or KRaft snapshot).
+	sha, crc := sha256.New(), crc32.New(crcTable)
+	src := io.TeeReader(a.limitRead(ctx, io.NewSectionReader(main.f, 0, main.stat.Size)), io.MultiWriter(sha, crc))
+	base := c.Base
+	if c.Kind == uploader.KindKRaftSnapshot {
+		base = -1
+	}
+	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.Name), segment.ScanOptions{
+		ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: a.cfg.DeepValidate})
+	if err != nil {
+		var ce *segment.CorruptionError
+		if errors.As(err, &ce) {
+			return shipResult{status: statusCorrupt, detail: err.Error()}, nil
+		}
+		return shipResult{}, fmt.Errorf("validate: %w", err)
+	}
+	rawSHA := hex.EncodeToString(sha.Sum(nil))
+	if c.NextBase < 0 { // an active segment of a stopped broker
+		c.NextBase = c.Base
+		if sum.LastOffset >= 0 {
+			c.NextBase = sum.LastOffset + 1
+		}
+	}
+	ref := uploader.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+		TopicID: a.topicID(c), BaseOffset: c.Base, Broker: id.BrokerID, ContentID: rawSHA[:12]}
+	dir := a.layout.SegmentDir(ref)
+	if c.Kind == uploader.KindKRaftSnapshot {
+		dir = a.layout.SnapshotDir(ref, c.Epoch)
+	}
+	mkey := dir + uploader.ManifestName
+	if ok, err := a.store.Exists(ctx, mkey); err != nil {
+		return shipResult{}, fmt.Errorf("check manifest %s: %w", mkey, err)
+	} else if ok {
+		return shipResult{status: "already", manifest: mkey}, nil
+	}
+
+	// Pass 2: upload every file, create-only, the .log first.
+	m := &uploader.SegmentManifest{
+		Format: uploader.SegmentManifestFormat, Version: uploader.ManifestVersion, Kind: c.Kind,
+		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: c.LogDir, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+		TopicID: ref.TopicID, BaseOffset: c.Base, SnapshotEpoch: c.Epoch, NextSegmentBase: c.NextBase, ContentID: ref.ContentID,
+		Agent: "segvault " + a.version, Validation: "shallow", Summary: sum,
+	}
+	if a.cfg.DeepValidate {
+		m.Validation = "deep"
+	}
+	var res shipResult
+	for i, f := range files {
+		var r io.Reader = io.NewSectionReader(f.f, 0, f.stat.Size)
+		if i > 0 {
+			r = a.limitRead(ctx, r)
+		}
+		rec, err := a.store.PutFile(ctx, dir+f.stat.Name, r, f.stat.Size)
+		if err != nil {
+			return shipResult{}, fmt.Errorf("upload %s: %w", f.stat.Name, err)
+		}
+		if i == 0 && rec.SHA256 != rawSHA {
+			// The file changed between the two passes (truncation): do not commit.
+			return shipResult{}, fmt.Errorf("%s changed while it was archived (sha256 %s, then %s)", c.path(f.stat.Name), rawSHA, rec.SHA256)
+		}
+		rec.Name, rec.ModTime = f.stat.Name, f.stat.MTime
+		m.Files = append(m.Files, rec)
+		res.raw += rec.Size
+		res.stored += rec.Object.Size
+	}
+	m.PartitionState = a.partitionState(c)
+	m.CreatedAt = time.Now().UTC()
+	data, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return shipResult{}, err
+	}
+	if err := a.store.PutManifest(ctx, mkey, data); err != nil {
+		if errors.Is(err, uploader.ErrConflict) {
+			// Same content id, another agent's manifest: already committed.
+			log.Info("manifest already committed by another writer", "key", mkey)
+			return shipResult{status: "already", manifest: mkey}, nil
+		}
+		return shipResult{}, fmt.Errorf("commit manifest %s: %w", mkey, err)
+	}
+	res.status, res.manifest = statusArchived, mkey
+	return res, nil
+}
+
+// topicID reads the partition's topic id, NoTopicID if it has none.
+func (a *Agent) topicID(c *candidate) string {
+	if c.Dir.Topic == MetadataTopic {
+		return MetadataTopicID
+	}
+	p := filepath.Join(c.DirPath, index.PartitionMetadataFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return uploader.NoTopicID
+	}
+	id, err := index.ParsePartitionMetadata(p, data)
+	if err != nil {
+		return uploader.NoTopicID
+	}
+	return id
+}
+
+// partitionState captures the small partition-dir files a rebuild needs.
+func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
+	ps := &uploader.PartitionState{CapturedAt: time.Now().UTC()}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(c.DirPath, name))
+		if err != nil || len(b) > 1<<20 {
+			return nil
+		}
+		return b
+	}
+	ps.LeaderEpochCheckpoint = read(index.LeaderEpochCheckpointFile)
+	ps.PartitionMetadata = read(index.PartitionMetadataFile)
+	if c.Dir.Topic == MetadataTopic {
+		ps.QuorumState = read("quorum-state")
+	}
+	return ps
+}
+
+var _ hash.Hash = sha256.New()

@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// watcher turns filesystem events in the log dirs and partition dirs into
+// rescan hints. Events can be lost or overflow, so the periodic full rescan
+// stays the source of truth; when inotify is unavailable or its limits are
+// reached the agent falls back to rescans only, with a warning.
+type watcher struct {
+	a       *Agent
+	w       *fsnotify.Watcher
+	watched map[string]bool
+	kick    chan struct{}
+	polling bool
+}
+
+func (a *Agent) newWatcher() *watcher {
+	wt := &watcher{a: a, watched: map[string]bool{}, kick: make(chan struct{}, 1)}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		wt.fallback(err)
+		return wt
+	}
+	wt.w = w
+	return wt
+}
+
+func (wt *watcher) fallback(err error) {
+	if !wt.polling {
+		wt.a.log.Warn("inotify unavailable or its limits reached; relying on periodic rescans only (raise fs.inotify.max_user_watches)", "err", err)
+	}
+	wt.polling = true
+	wt.a.metrics.PollingFallback.Set(1)
+	if wt.w != nil {
+		wt.w.Close()
+		wt.w = nil
+	}
+	wt.watched = map[string]bool{}
+	wt.a.metrics.Watches.Set(0)
+}
+
+// sync adds watches for the log dirs and current partition dirs and
+// removes watches for dirs that are gone.
+func (wt *watcher) sync() {
+	if wt.w == nil {
+		return
+	}
+	want := map[string]bool{}
+	for _, d := range wt.a.cfg.LogDirs {
+		want[filepath.Clean(d)] = true
+	}
+	wt.a.mu.Lock()
+	for p := range wt.a.partPaths {
+		want[p] = true
+	}
+	wt.a.mu.Unlock()
+	for p := range wt.watched {
+		if !want[p] {
+			wt.w.Remove(p)
+			delete(wt.watched, p)
+		}
+	}
+	for p := range want {
+		if wt.watched[p] {
+			continue
+		}
+		if err := wt.w.Add(p); err != nil {
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EMFILE) {
+				wt.fallback(err)
+				return
+			}
+			continue // vanished meanwhile
+		}
+		wt.watched[p] = true
+	}
+	wt.a.metrics.Watches.Set(float64(len(wt.watched)))
+}
+
+// loop forwards events as kicks until ctx ends.
+func (wt *watcher) loop(ctx context.Context) {
+	if wt.w == nil {
+		return
+	}
+	events, errs := wt.w.Events, wt.w.Errors
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			// New segments, renames (.deleted, .swap) and new partition dirs matter.
+			if ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				select {
+				case wt.kick <- struct{}{}:
+				default:
+				}
+			}
+		case err, ok := <-errs:
+			if !ok {
+				return
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				select {
+				case wt.kick <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			wt.a.log.Warn("watch error", "err", err)
+		}
+	}
+}
+
+func (wt *watcher) close() {
+	if wt.w != nil {
+		wt.w.Close()
+	}
+}
+
+// Run is the daemon: a pass at start, then on every filesystem hint
+// (debounced) and every ScanInterval, until ctx is cancelled. In-flight
+// uploads then get DrainTimeout to finish. reload, when it receives a
+// config, applies it from the next pass on (SIGHUP).
+func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
+	wt := a.newWatcher()
+	defer wt.close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go wt.loop(wctx)
+	const debounce = time.Second
+	tick := time.NewTicker(a.cfg.ScanInterval)
+	defer tick.Stop()
+	for {
+		rep, err := a.Pass(ctx)
+		if err != nil {
+			a.log.Error("scan failed", "err", err)
+			a.mu.Lock()
+			a.ready, a.lastErr = false, err
+			a.mu.Unlock()
+		} else if rep.Archived+rep.Corrupt+rep.Lost+rep.Failed > 0 {
+			a.log.Info("pass done", "archived", rep.Archived, "already", rep.Already, "corrupt", rep.Corrupt,
+				"lost", rep.Lost, "failed", rep.Failed, "waiting", rep.Waiting, "bytes", rep.RawBytes)
+		}
+		wt.sync()
+		next := a.cfg.ScanInterval
+		if rep != nil && (rep.Waiting > 0 || rep.Failed > 0) {
+			next = min(next, max(a.cfg.SettleTime, time.Second)) // come back when they may have settled
+		}
+		timer := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-tick.C:
+		case <-timer.C:
+		case <-wt.kick:
+			time.Sleep(debounce)
+		case cfg := <-reload:
+			if err := a.applyConfig(cfg); err != nil {
+				a.log.Error("config reload rejected", "err", err)
+			} else {
+				a.log.Info("config reloaded")
+				tick.Reset(a.cfg.ScanInterval)
+			}
+		}
+		timer.Stop()
+	}
+}
+
+// applyConfig takes the reloadable options of a new config.
+func (a *Agent) applyConfig(c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg.IncludeTopics, a.cfg.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
+	a.filter = newTopicFilter(&c)
+	a.cfg.ScanInterval, a.cfg.SettleTime, a.cfg.Concurrency = c.ScanInterval, c.SettleTime, c.Concurrency
+	a.cfg.DeepValidate, a.cfg.DropCache = c.DeepValidate, c.DropCache
+	return nil
+}
+
+// RunOnce archives every segment that has rolled, waiting for ones that
+// have not settled yet, and returns what it did.
+func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
+	total := &PassReport{}
+	for i := 0; ; i++ {
+		rep, err := a.Pass(ctx)
+		if err != nil {
+			return total, err
+		}
+		total.Partitions = rep.Partitions
+		total.Candidates += rep.Candidates - rep.Waiting
+		total.Archived += rep.Archived
+		total.Already += rep.Already
+		total.Corrupt += rep.Corrupt
+		total.Lost += rep.Lost
+		total.Failed += rep.Failed
+		total.RawBytes += rep.RawBytes
+		total.Stored += rep.Stored
+		total.Errors = append(total.Errors, rep.Errors...)
+		total.Waiting = rep.Waiting
+		if rep.Waiting == 0 || i > 100 {
+			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(min(a.cfg.SettleTime, time.Second)):
+		}
+	}
+}

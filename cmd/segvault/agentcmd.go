@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/uploader"
+)
+
+func agentFlags() []cli.Flag {
+	d := agent.Defaults()
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the option names below)", EnvVars: env("config")},
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "log-dirs", Usage: "Kafka log dirs to archive (default: log.dirs from --server-properties)", EnvVars: env("log-dirs")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-properties", Usage: "the broker's server.properties, read for log.dirs and node.id", EnvVars: env("server-properties")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "cluster-id", Usage: "cluster id (default: cluster.id from meta.properties)", EnvVars: env("cluster-id")}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "broker-id", Value: -1, Usage: "broker id (default: node.id/broker.id from meta.properties)", EnvVars: env("broker-id")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "state-dir", Value: "/var/lib/segvault", Usage: "local state and staging links; same filesystem as the log dirs for retention protection", EnvVars: env("state-dir")}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "include-topics", Usage: "archive only topics matching these regular expressions (default: all, internal topics and the KRaft metadata log included)", EnvVars: env("include-topics")}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "exclude-topics", Usage: "skip topics matching these regular expressions", EnvVars: env("exclude-topics")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "scan-interval", Value: d.ScanInterval, Usage: "full rescan period (filesystem events trigger scans in between)", EnvVars: env("scan-interval")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "settle-time", Value: d.SettleTime, Usage: "a rolled segment's files must be unchanged this long before upload", EnvVars: env("settle-time")}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, Usage: "segments uploaded at once", EnvVars: env("concurrency")}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deep", Usage: "decompress and parse every record before upload (default: batch framing and CRCs)", EnvVars: env("deep")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "compression", Value: d.Compression, Usage: "auto (zstd unless the data does not compress), zstd or none", EnvVars: env("compression")}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "zstd-level", Value: d.ZstdLevel, Usage: "zstd level 1 (fastest) to 4 (best)", EnvVars: env("zstd-level")}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "read-bandwidth", Usage: "disk read limit in bytes per second (0: none)", EnvVars: env("read-bandwidth")}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "staging-budget", Value: d.StagingBudget, Usage: "bytes of not-yet-archived segments protected from retention by hard links (0: off)", EnvVars: env("staging-budget")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, Usage: "on SIGTERM, wait this long for uploads in flight", EnvVars: env("drain-timeout")}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "keep-page-cache", Usage: "do not drop the page-cache pages the agent reads in", EnvVars: env("keep-page-cache")}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "normal-priority", Usage: "do not lower the agent's CPU and I/O priority", EnvVars: env("normal-priority")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9464", Usage: "address for /metrics, /healthz and /readyz (empty: off)", EnvVars: env("listen")}),
+		&cli.BoolFlag{Name: "once", Usage: "archive every rolled segment, then exit (no watching)"},
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "include-active", Usage: "also archive each partition's active segment: only for a stopped broker (refused while Kafka holds the log dir's .lock)", EnvVars: env("include-active")}),
+	}, storeFlags()...)
+}
+
+func agentCommand() *cli.Command {
+	flags := agentFlags()
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "archive rolled segments from a broker's log dirs (daemon, or --once)",
+		Description: `Watches the log dirs and uploads every segment once Kafka has rolled it (a later segment
+exists and its files have settled). The active segment is never read for upload. Each segment
+is validated first (a corrupt one is reported with its file and byte position and not
+uploaded), then its files and finally its manifest are created in the bucket; existing objects
+are never overwritten, so running it again uploads nothing new.
+
+Example:
+  segvault agent --server-properties /etc/kafka/server.properties \
+      --bucket s3://kafka-archive --s3-endpoint minio.internal:9000 --s3-path-style \
+      --state-dir /var/lib/segvault
+  segvault agent --once --log-dirs /var/lib/kafka/data --bucket file:///backup/segvault --state-dir /tmp/sv`,
+		Flags:  flags,
+		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Action: runAgent,
+	}
+}
+
+// agentConfig builds agent.Config from the flags.
+func agentConfig(c *cli.Context) agent.Config {
+	cfg := agent.Defaults()
+	cfg.LogDirs = c.StringSlice("log-dirs")
+	cfg.ServerProperties = c.String("server-properties")
+	cfg.ClusterID = c.String("cluster-id")
+	cfg.BrokerID = int32(c.Int("broker-id"))
+	cfg.Bucket = c.String("bucket")
+	cfg.Prefix = c.String("prefix")
+	cfg.StateDir = c.String("state-dir")
+	cfg.IncludeTopics = c.StringSlice("include-topics")
+	cfg.ExcludeTopics = c.StringSlice("exclude-topics")
+	cfg.ScanInterval = c.Duration("scan-interval")
+	cfg.SettleTime = c.Duration("settle-time")
+	cfg.Concurrency = c.Int("concurrency")
+	cfg.DeepValidate = c.Bool("deep")
+	cfg.Compression = c.String("compression")
+	cfg.ZstdLevel = c.Int("zstd-level")
+	cfg.ReadBytesPerS = c.Int64("read-bandwidth")
+	cfg.StagingBudget = c.Int64("staging-budget")
+	cfg.DrainTimeout = c.Duration("drain-timeout")
+	cfg.DropCache = !c.Bool("keep-page-cache")
+	cfg.LowPriority = !c.Bool("normal-priority")
+	cfg.IncludeActive = c.Bool("include-active")
+	return cfg
+}
+
+// zstdLevels maps the agent's 1..4 to zstd levels (fastest, default, better, best).
+var zstdLevels = map[int]int{1: 1, 2: 3, 3: 7, 4: 11}
+
+func encodeOptions(c *cli.Context, cfg agent.Config) (uploader.EncodeOptions, error) {
+	o := uploader.EncodeOptions{Compression: cfg.Compression, Level: zstdLevels[cfg.ZstdLevel]}
+	if o.Compression == "auto" {
+		o.Compression = uploader.CompressionAuto
+	}
+	if p := c.String("encryption-key-file"); p != "" {
+		k, err := uploader.LoadKeyFile(p)
+		if err != nil {
+			return o, usageErr("--encryption-key-file: %v", err)
+		}
+		o.Key = k
+	}
+	return o, nil
+}
+
+func runAgent(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg := agentConfig(c)
+	if err := cfg.Validate(); err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration:\n%w", err)}
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	b, _, err := openStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	eo, err := encodeOptions(c, cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: cfg.StateDir})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := agent.New(ctx, cfg, agent.NewArchive(b, enc, eo), log, agent.NewMetrics(reg), version)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if c.Bool("once") {
+		rep, err := a.RunOnce(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "segvault agent --once: %d partitions, %d segments archived (%d bytes, %d stored), %d already archived, %d corrupt, %d lost, %d failed\n",
+			rep.Partitions, rep.Archived, rep.RawBytes, rep.Stored, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+		if rep.Corrupt > 0 || rep.Failed > 0 {
+			return &exitError{code: exitFailure, err: errors.Join(append([]error{fmt.Errorf("%d corrupt and %d failed segments (see the log)", rep.Corrupt, rep.Failed)}, rep.Errors...)...)}
+		}
+		return nil
+	}
+	if addr := c.String("listen"); addr != "" {
+		srv, err := serveHTTP(addr, reg, a, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	reload := make(chan agent.Config, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			nc, err := reloadConfig(c)
+			if err != nil {
+				log.Error("SIGHUP: config not reloaded", "err", err)
+				continue
+			}
+			reload <- nc
+		}
+	}()
+	log.Info("segvault agent started", "version", version, "log_dirs", cfg.LogDirs, "store", b.String())
+	err = a.Run(ctx, reload)
+	log.Info("segvault agent stopped")
+	return err
+}
+
+// reloadConfig re-reads the config file for SIGHUP; flags and environment
+// still win over it.
+func reloadConfig(c *cli.Context) (agent.Config, error) {
+	flags := agentFlags()
+	app := &cli.App{Name: "reload", Flags: flags, Writer: c.App.Writer, ErrWriter: c.App.ErrWriter}
+	var cfg agent.Config
+	app.Before = altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))
+	app.Action = func(nc *cli.Context) error { cfg = agentConfig(nc); return cfg.Validate() }
+	args := append([]string{"reload"}, c.Args().Slice()...)
+	for _, f := range c.FlagNames() {
+		if c.IsSet(f) && f != "once" {
+			for _, v := range flagValues(c, f) {
+				args = append(args, "--"+f+"="+v)
+			}
+		}
+	}
+	return cfg, app.Run(args)
+}
+
+func flagValues(c *cli.Context, name string) []string {
+	if v := c.StringSlice(name); len(v) > 0 {
+		return v
+	}
+	return []string{fmt.Sprint(c.Value(name))}
+}
+
+// serveHTTP serves /metrics, /healthz (the process is up) and /readyz (the
+// last scan succeeded).
+func serveHTTP(addr string, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, err := a.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", err)
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(w, "ready; last pass had errors:", err)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+var _ = context.Background

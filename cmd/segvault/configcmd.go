@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
+)
+
+func compileRegexp(flag, s string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return nil, usageErr("--%s: %v", flag, err)
+	}
+	return re, nil
+}
+
+func configCommand() *cli.Command {
+	flags := agentFlags()
+	return &cli.Command{
+		Name:  "config",
+		Usage: "configuration tools",
+		Subcommands: []*cli.Command{{
+			Name:  "check",
+			Usage: "validate the agent configuration and print the effective one, secrets redacted",
+			Description: `Reads the config file, the environment and the flags exactly as "segvault agent" does
+(a flag wins over the environment, which wins over the file), rejects unknown keys in the file,
+validates every option and prints the result.
+
+Example:
+  segvault config check --config /etc/segvault/segvault.yaml`,
+			Flags:  flags,
+			Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+			Action: runConfigCheck,
+		}},
+	}
+}
+
+func runConfigCheck(c *cli.Context) error {
+	known := map[string]bool{}
+	for _, f := range agentFlags() {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	var problems []string
+	if p := c.String("config"); p != "" {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return usageErr("--config: %v", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			return usageErr("--config %s: %v", p, err)
+		}
+		for k := range m {
+			if !known[k] || k == "config" || k == "once" {
+				problems = append(problems, fmt.Sprintf("%s: unknown option %q", p, k))
+			}
+		}
+	}
+	cfg := agentConfig(c)
+	if err := cfg.Validate(); err != nil {
+		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	if c.String("bucket") != "" {
+		if _, err := encodeOptions(c, cfg); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	w := c.App.Writer
+	fmt.Fprintln(w, "# effective configuration (flag > environment > file); secrets redacted")
+	var names []string
+	for _, f := range agentFlags() {
+		names = append(names, f.Names()[0])
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if n == "once" || n == "config" {
+			continue
+		}
+		v := c.Value(n)
+		if secretFlags[n] && fmt.Sprint(v) != "" {
+			v = "<redacted>"
+		}
+		out, _ := yaml.Marshal(map[string]any{n: fmt.Sprint(v)})
+		if sl, ok := c.Value(n).(cli.StringSlice); ok {
+			out, _ = yaml.Marshal(map[string]any{n: sl.Value()})
+		}
+		fmt.Fprint(w, string(out))
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return &exitError{code: exitUsage, err: fmt.Errorf("configuration is invalid:\n  %s", strings.Join(problems, "\n  "))}
+	}
+	fmt.Fprintln(w, "# configuration OK")
+	return nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/segvault/segvault/uploader"
+)
+
+func env(name string) []string {
+	return []string{"SEGVAULT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+// storeFlags are the options of every command that talks to the archive.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "bucket", Usage: "archive location: file:///path (local directory, the embedded default) or s3://bucket", EnvVars: env("bucket")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "prefix", Usage: "key prefix inside the bucket", EnvVars: env("prefix")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-endpoint", Value: "s3.amazonaws.com", Usage: "S3 endpoint host[:port]", EnvVars: env("s3-endpoint")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Usage: "S3 region (empty: discovered)", EnvVars: env("s3-region")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-access-key", Usage: "S3 access key (empty: AWS_*/MINIO_* environment, shared credentials file, instance or web-identity role)", EnvVars: env("s3-access-key")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-secret-key", Usage: "S3 secret key (secret: prefer the environment or an EnvironmentFile)", EnvVars: env("s3-secret-key")}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "s3-insecure", Usage: "plain HTTP to the endpoint (no TLS)", EnvVars: env("s3-insecure")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-ca-file", Usage: "PEM file of CA certificates to trust for the endpoint (verification stays on)", EnvVars: env("s3-ca-file")}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "s3-path-style", Usage: "path-style addressing (most on-premises S3 servers)", EnvVars: env("s3-path-style")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-storage-class", Usage: "storage class of uploaded objects", EnvVars: env("s3-storage-class")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse", Usage: "server-side encryption: none, s3, kms or c", Value: "none", EnvVars: env("s3-sse")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-kms-key-id", Usage: "KMS key id for --s3-sse=kms", EnvVars: env("s3-sse-kms-key-id")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-c-key-file", Usage: "file holding the 32-byte customer key for --s3-sse=c", EnvVars: env("s3-sse-c-key-file")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-object-lock-mode", Usage: "object-lock retention mode: governance or compliance (empty: none)", EnvVars: env("s3-object-lock-mode")}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "s3-object-lock-days", Usage: "object-lock retention in days", EnvVars: env("s3-object-lock-days")}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "upload-bandwidth", Usage: "upload limit in bytes per second (0: none)", EnvVars: env("upload-bandwidth")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "encryption-key-file", Usage: "client-side encryption key file (32 bytes raw, hex or base64): the store never sees plaintext", EnvVars: env("encryption-key-file")}),
+	}
+}
+
+// secretFlags are redacted by `config check`.
+var secretFlags = map[string]bool{"s3-secret-key": true}
+
+// openStore opens the archive the store flags describe, with retries and
+// the upload bandwidth limit applied.
+func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+	raw := c.String("bucket")
+	if raw == "" {
+		return nil, uploader.Layout{}, usageErr("--bucket is required (file:///path or s3://bucket)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, uploader.Layout{}, usageErr("--bucket %q: %v", raw, err)
+	}
+	var b uploader.Bucket
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, uploader.Layout{}, usageErr("--bucket %q: a file URL needs an absolute path (file:///path)", raw)
+		}
+		p, err := filepath.Abs(u.Path)
+		if err != nil {
+			return nil, uploader.Layout{}, err
+		}
+		if b, err = uploader.NewLocal(p); err != nil {
+			return nil, uploader.Layout{}, err
+		}
+	case "s3":
+		if b, err = openS3(ctx, c, u); err != nil {
+			return nil, uploader.Layout{}, err
+		}
+	default:
+		return nil, uploader.Layout{}, usageErr("--bucket %q: scheme must be file or s3", raw)
+	}
+	b = wrapStore(b, c)
+	return b, uploader.NewLayout(c.String("prefix")), nil
+}
+
+// decodeOptions carries the client-side key for reading.
+func decodeOptions(c *cli.Context) (uploader.DecodeOptions, error) {
+	var o uploader.DecodeOptions
+	if p := c.String("encryption-key-file"); p != "" {
+		k, err := uploader.LoadKeyFile(p)
+		if err != nil {
+			return o, usageErr("--encryption-key-file: %v", err)
+		}
+		o.Keys = append(o.Keys, k)
+	}
+	return o, nil
+}
+
+var _ = fmt.Sprint
