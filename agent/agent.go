@@ -537,8 +537,17 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 	}
 	hash := hex.EncodeToString(h.Sum(nil)) + "/" + metaHash
 	a.mu.Lock()
-	last := a.roots[dir]
+	last, known := a.roots[dir]
 	a.mu.Unlock()
+	if !known {
+		// A fresh process: compare with the newest capture in the bucket.
+		if prev, at, err := a.latestRootCapture(ctx, id, dir); err == nil && prev != "" {
+			last = rootCapture{hash: prev, at: at}
+			a.mu.Lock()
+			a.roots[dir] = last
+			a.mu.Unlock()
+		}
+	}
 	if last.hash == hash || (last.hash != "" && time.Since(last.at) < RootCaptureInterval && last.hash[len(last.hash)-len(metaHash):] == metaHash) {
 		return nil
 	}
@@ -555,6 +564,40 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 	a.roots[dir] = rootCapture{hash: hash, at: m.CapturedAt}
 	a.mu.Unlock()
 	return nil
+}
+
+// latestRootCapture returns the content hash (as captureRoot computes it)
+// and time of the newest capture of dir in the bucket.
+func (a *Agent) latestRootCapture(ctx context.Context, id BrokerIdentity, dir string) (string, time.Time, error) {
+	prefix := a.layout.LogDirPrefix(id.ClusterID, id.BrokerID) + logDirKey(dir) + "/"
+	newest := ""
+	if err := a.store.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
+		if oi.Key > newest {
+			newest = oi.Key
+		}
+		return nil
+	}); err != nil || newest == "" {
+		return "", time.Time{}, err
+	}
+	data, err := a.store.Get(ctx, newest, uploader.MaxManifestSize)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	m, err := uploader.DecodeLogDirManifest(newest, data)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	h := sha256.New()
+	var metaHash string
+	for _, f := range m.Files {
+		sum := sha256.Sum256(f.Content)
+		h.Write([]byte(f.Name))
+		h.Write(sum[:])
+		if f.Name == index.MetaPropertiesFile {
+			metaHash = hex.EncodeToString(sum[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)) + "/" + metaHash, m.CapturedAt, nil
 }
 
 // rebuildState fills empty local state from the bucket: every manifest this

@@ -1,0 +1,116 @@
+# segvault Makefile. Everything the tests need is installed here, pinned, and
+# cached under .tools/ (git-ignored): a fresh clone needs only Go (plus Java
+# 17 and Maven for the real-Kafka tests, and Debian's tools for packaging).
+
+SHELL        := /bin/bash
+GO           ?= go
+TOOLS        := $(CURDIR)/.tools
+TOOLBIN      := $(TOOLS)/bin
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' || echo 0.0.0-dev)
+LDFLAGS      := -s -w -X main.version=$(VERSION)
+
+MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
+STATICCHECK_VERSION := v0.8.2
+NFPM_VERSION        := v2.45.2
+TOXIPROXY_VERSION   := v2.5.0
+KAFKA_VERSIONS      := 4.4.0 3.9.2
+
+MINIO       := $(TOOLBIN)/minio
+STATICCHECK := $(TOOLBIN)/staticcheck
+NFPM        := $(TOOLBIN)/nfpm
+TOXIPROXY   := $(TOOLBIN)/toxiproxy-server
+KAFKA_STAMPS := $(foreach v,$(KAFKA_VERSIONS),$(TOOLS)/kafka/$(v)/.stamp)
+
+TEST_TIMEOUT ?= 25m
+FUZZTIME     ?= 10s
+
+export SEGVAULT_MINIO_BIN := $(MINIO)
+export SEGVAULT_TOXIPROXY_BIN := $(TOXIPROXY)
+
+.PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars clean
+
+all: build
+
+build: bin/segvault
+
+bin/segvault: $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null) go.mod go.sum
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/segvault
+
+## tools: every pinned tool the tests use.
+tools: $(MINIO) $(TOXIPROXY) kafka-jars
+
+$(MINIO):
+	@mkdir -p $(TOOLBIN)
+	@echo "installing MinIO $(MINIO_VERSION) (a few minutes, once)"
+	GOBIN=$(TOOLBIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(TOXIPROXY):
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv $(TOOLBIN)/server $(TOXIPROXY)
+
+$(STATICCHECK):
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(NFPM):
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+
+## kafka-jars: Apache Kafka brokers from Maven Central (no jar is committed).
+kafka-jars: $(KAFKA_STAMPS)
+
+$(TOOLS)/kafka/%/.stamp: internal/kafkatest/pom.xml
+	@mkdir -p $(TOOLS)/kafka/$*/libs
+	@echo "resolving Apache Kafka $* from Maven Central (once)"
+	mvn -B -q -f internal/kafkatest/pom.xml -Dmaven.repo.local=$(TOOLS)/m2 \
+		-Dkafka.version=$* -Dout=$(TOOLS)/kafka/$*/libs dependency:copy-dependencies
+	@touch $@
+
+## test: the whole suite, against a real MinIO and real Kafka brokers. In CI
+## (CI=true) a server that cannot start is a failure, never a skip.
+test: tools
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-short: unit tests only (no servers).
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## demo: generate a realistic broker log dir, archive it, restore it, prove byte identity.
+demo: build
+	$(GO) run ./internal/demo -segvault $(CURDIR)/bin/segvault -dir $(CURDIR)/demo-out
+
+## bench: every figure of docs/PERFORMANCE.md, beside its baseline, into bench/results/.
+bench: build $(MINIO)
+	$(GO) run ./internal/benchrun -segvault $(CURDIR)/bin/segvault -out bench/results
+
+## bench-quick: a reduced set in under two minutes.
+bench-quick: build $(MINIO)
+	$(GO) run ./internal/benchrun -quick -segvault $(CURDIR)/bin/segvault -out bench/results
+
+## fuzz: every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## lint: gofmt, go vet, staticcheck.
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+## package: .deb and .rpm for amd64 and arm64 into dist/.
+package: $(NFPM)
+	VERSION=$(VERSION) NFPM=$(NFPM) GO=$(GO) bash packaging/build.sh
+
+## test-install: install, upgrade, remove and purge the packages in a throwaway Debian root.
+test-install: package
+	bash packaging/test-install.sh
+
+clean:
+	rm -rf bin dist demo-out
