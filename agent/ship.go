@@ -211,6 +211,9 @@ func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
 		if err != nil || len(b) > 1<<20 {
 			return nil
 		}
+		if b == nil {
+			b = []byte{} // an empty file, not a missing one
+		}
 		return b
 	}
 	ps.LeaderEpochCheckpoint = read(index.LeaderEpochCheckpointFile)

@@ -155,6 +155,9 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
 		k, ok := parseManifestKey(layout, oi.Key)
 		if !ok {
+			if c, ok := logDirKeyCluster(layout, oi.Key); ok {
+				clusters[c] = true
+			}
 			return nil
 		}
 		clusters[k.cluster] = true
@@ -180,6 +183,11 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 		}
 	}
 	plan := &Plan{Cluster: sel.Cluster}
+	if sel.Metadata && sel.Broker >= 0 {
+		if plan.LogDirs, err = latestLogDirs(ctx, src, layout, sel.Cluster, sel.Broker); err != nil {
+			return nil, err
+		}
+	}
 	if len(keys) == 0 {
 		return plan, nil
 	}
@@ -221,12 +229,21 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 		a, b := plan.Partitions[i], plan.Partitions[j]
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
-	if sel.Metadata && sel.Broker >= 0 {
-		if plan.LogDirs, err = latestLogDirs(ctx, src, layout, sel.Cluster, sel.Broker); err != nil {
-			return nil, err
-		}
-	}
 	return plan, nil
+}
+
+// logDirKeyCluster returns the cluster of a log-dir capture key
+// (<root><cluster>/brokers/<id>/logdirs/<dir>/<time>.json).
+func logDirKeyCluster(l uploader.Layout, key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, l.Root())
+	if !ok {
+		return "", false
+	}
+	f := strings.Split(rest, "/")
+	if len(f) != 6 || f[1] != "brokers" || f[3] != "logdirs" {
+		return "", false
+	}
+	return f[0], true
 }
 
 // checkManifest validates every name and key a manifest carries before any
@@ -465,6 +482,8 @@ func Clusters(ctx context.Context, src Source, layout uploader.Layout) ([]string
 	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
 		if k, ok := parseManifestKey(layout, oi.Key); ok {
 			seen[k.cluster] = true
+		} else if c, ok := logDirKeyCluster(layout, oi.Key); ok {
+			seen[c] = true
 		}
 		return nil
 	})

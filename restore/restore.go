@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -454,6 +455,7 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 	metas := make([]*index.MetaProperties, len(plan.LogDirs))
 	raws := make([][]byte, len(plan.LogDirs))
 	checkpoints := map[string][]index.CheckpointEntry{}
+	own := make([]map[string][]byte, len(plan.LogDirs)) // capture i's raw checkpoint files
 	for i, ld := range plan.LogDirs {
 		for _, f := range ld.Files {
 			switch f.Name {
@@ -472,6 +474,10 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 					return err
 				}
 				checkpoints[f.Name] = append(checkpoints[f.Name], e...)
+				if own[i] == nil {
+					own[i] = map[string][]byte{}
+				}
+				own[i][f.Name] = f.Content
 			}
 		}
 	}
@@ -511,7 +517,14 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 				e.Topic, e.Offset = topic, min(max(e.Offset, r.first), r.end)
 				out = append(out, e)
 			}
-			if err := writeFile(filepath.Join(t, name), index.FormatOffsetCheckpoint(out)); err != nil {
+			data := index.FormatOffsetCheckpoint(out)
+			if i < len(own) && own[i][name] != nil {
+				// Unchanged by the restore: write the archived bytes.
+				if orig, err := index.ParseOffsetCheckpoint(name, own[i][name]); err == nil && slices.Equal(orig, out) {
+					data = own[i][name]
+				}
+			}
+			if err := writeFile(filepath.Join(t, name), data); err != nil {
 				return err
 			}
 		}

@@ -54,8 +54,9 @@ type FileRecord struct {
 // they were when the segment was archived.
 type PartitionState struct {
 	CapturedAt            time.Time `json:"captured_at"`
-	LeaderEpochCheckpoint []byte    `json:"leader_epoch_checkpoint,omitempty"` // raw file bytes
-	PartitionMetadata     []byte    `json:"partition_metadata,omitempty"`      // raw file bytes
+	// Raw file bytes; null when the file did not exist, "" when it was empty.
+	LeaderEpochCheckpoint []byte `json:"leader_epoch_checkpoint"`
+	PartitionMetadata     []byte `json:"partition_metadata"`
 	QuorumState           []byte    `json:"quorum_state,omitempty"`            // __cluster_metadata only
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/segvault/segvault/uploader"
 )
 
 // Set by the linker (-X main.version=...).
@@ -56,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	fmt.Fprintln(stderr, "segvault:", err)
+	if hint := uploader.Explain(err); hint != "" && hint != err.Error() && !strings.Contains(err.Error(), hint) {
+		fmt.Fprintln(stderr, "hint:", hint)
+	}
 	if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
 		return exitUsage
 	}
@@ -89,6 +94,7 @@ environment, which wins over the file.`,
 			inspectCommand(),
 			lsCommand(),
 			configCommand(),
+			genManCommand(), completionCommand(), // hidden: packaging (gendocs.go)
 			{
 				Name:  "version",
 				Usage: "print the version",

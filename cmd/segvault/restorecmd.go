@@ -144,7 +144,7 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(plan.Partitions) == 0 {
+	if len(plan.Partitions) == 0 && len(plan.LogDirs) == 0 {
 		return &exitError{code: exitFailure, err: fmt.Errorf("nothing in %s matches the selection", b)}
 	}
 	if c.Bool("dry-run") {

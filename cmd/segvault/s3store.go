@@ -2,17 +2,61 @@ package main
 
 import (
 	"context"
-	"net/url"
+	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/segvault/segvault/uploader"
 )
 
-// openS3 opens an S3 bucket from the store flags.
-func openS3(ctx context.Context, c *cli.Context, u *url.URL) (uploader.Bucket, error) {
-	return nil, usageErr("s3 store not wired yet")
+// s3Options maps the store flags to uploader.S3Options.
+func s3Options(c *cli.Context) (uploader.S3Options, error) {
+	o := uploader.S3Options{
+		Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"),
+		DisableTLS: c.Bool("s3-insecure"), CAFile: c.String("s3-ca-file"), PathStyle: c.Bool("s3-path-style"),
+		AccessKey: c.String("s3-access-key"), SecretKey: c.String("s3-secret-key"),
+		StorageClass: c.String("s3-storage-class"), SSEKMSKeyID: c.String("s3-sse-kms-key-id"), SSECKeyFile: c.String("s3-sse-c-key-file"),
+		RetentionMode: strings.ToUpper(c.String("s3-object-lock-mode")), RetentionDays: c.Int("s3-object-lock-days"),
+	}
+	switch c.String("s3-sse") {
+	case "", "none":
+	case "s3":
+		o.SSE = "SSE-S3"
+	case "kms":
+		o.SSE = "SSE-KMS"
+	case "c":
+		o.SSE = "SSE-C"
+	default:
+		return o, usageErr("--s3-sse %q: want none, s3, kms or c", c.String("s3-sse"))
+	}
+	return o, nil
 }
 
-// wrapStore adds retries and the upload bandwidth limit.
-func wrapStore(b uploader.Bucket, c *cli.Context) uploader.Bucket { return b }
+// openBucket opens the store URL with retries and the upload limit.
+func openBucket(ctx context.Context, c *cli.Context, raw string) (uploader.Bucket, string, error) {
+	store, prefix, err := uploader.SplitURL(raw)
+	if err != nil {
+		return nil, "", usageErr("--bucket: %v", err)
+	}
+	var opts uploader.OpenOptions
+	if strings.HasPrefix(store, "s3://") {
+		if opts.S3, err = s3Options(c); err != nil {
+			return nil, "", err
+		}
+		if err := opts.S3.Validate(); err != nil {
+			return nil, "", usageErr("%v", err)
+		}
+	}
+	b, err := uploader.Open(ctx, store, opts)
+	if err != nil {
+		return nil, "", usageErr("--bucket: %v", err)
+	}
+	b = uploader.WithRetry(b, uploader.RetryPolicy{})
+	if n := c.Int64("upload-bandwidth"); n > 0 {
+		b = uploader.WithRateLimit(b, n)
+	}
+	return b, prefix, nil
+}
+
+var _ = fmt.Sprint

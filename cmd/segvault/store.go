@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -44,38 +42,29 @@ func storeFlags() []cli.Flag {
 var secretFlags = map[string]bool{"s3-secret-key": true}
 
 // openStore opens the archive the store flags describe, with retries and
-// the upload bandwidth limit applied.
+// the upload bandwidth limit applied. A prefix may also be given in the URL
+// (s3://bucket/prefix); --prefix is appended to it.
 func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
 	raw := c.String("bucket")
 	if raw == "" {
 		return nil, uploader.Layout{}, usageErr("--bucket is required (file:///path or s3://bucket)")
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, uploader.Layout{}, usageErr("--bucket %q: %v", raw, err)
-	}
-	var b uploader.Bucket
-	switch u.Scheme {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
+	if strings.HasPrefix(raw, "file://") {
+		if p := strings.TrimPrefix(raw, "file://"); p != "" && !strings.HasPrefix(p, "/") {
 			return nil, uploader.Layout{}, usageErr("--bucket %q: a file URL needs an absolute path (file:///path)", raw)
 		}
-		p, err := filepath.Abs(u.Path)
-		if err != nil {
-			return nil, uploader.Layout{}, err
+		if p, err := filepath.Abs(strings.TrimPrefix(raw, "file://")); err == nil {
+			raw = "file://" + p
 		}
-		if b, err = uploader.NewLocal(p); err != nil {
-			return nil, uploader.Layout{}, err
-		}
-	case "s3":
-		if b, err = openS3(ctx, c, u); err != nil {
-			return nil, uploader.Layout{}, err
-		}
-	default:
-		return nil, uploader.Layout{}, usageErr("--bucket %q: scheme must be file or s3", raw)
 	}
-	b = wrapStore(b, c)
-	return b, uploader.NewLayout(c.String("prefix")), nil
+	b, prefix, err := openBucket(ctx, c, raw)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	if p := c.String("prefix"); p != "" {
+		prefix += strings.Trim(p, "/") + "/"
+	}
+	return b, uploader.NewLayout(prefix), nil
 }
 
 // decodeOptions carries the client-side key for reading.
@@ -90,5 +79,3 @@ func decodeOptions(c *cli.Context) (uploader.DecodeOptions, error) {
 	}
 	return o, nil
 }
-
-var _ = fmt.Sprint
