@@ -53,11 +53,11 @@ type FileRecord struct {
 // PartitionState carries the small partition-dir files a rebuild needs, as
 // they were when the segment was archived.
 type PartitionState struct {
-	CapturedAt            time.Time `json:"captured_at"`
+	CapturedAt time.Time `json:"captured_at"`
 	// Raw file bytes; null when the file did not exist, "" when it was empty.
 	LeaderEpochCheckpoint []byte `json:"leader_epoch_checkpoint"`
 	PartitionMetadata     []byte `json:"partition_metadata"`
-	QuorumState           []byte    `json:"quorum_state,omitempty"`            // __cluster_metadata only
+	QuorumState           []byte `json:"quorum_state,omitempty"` // __cluster_metadata only
 }
 
 // SegmentManifest commits one archived version of one segment. It is
