@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/segvault/segvault/segment"
 )
@@ -112,7 +113,7 @@ func parseCheckpoint(name string, data []byte, fields int, each func(f []string)
 	if !ok {
 		return bad("version", fmt.Errorf("missing version line"))
 	}
-	if v != "0" {
+	if ver, err := strconv.Atoi(v); err != nil || ver != 0 {
 		return bad("version", fmt.Errorf("unrecognised version %q, expected 0", v))
 	}
 	c, ok := next()
@@ -123,23 +124,40 @@ func parseCheckpoint(name string, data []byte, fields int, each func(f []string)
 	if err != nil || n < 0 {
 		return bad("count", fmt.Errorf("malformed count %q", c))
 	}
-	for i := 0; i < n; i++ {
+	// Like CheckpointReadBuffer, read every remaining line, then compare
+	// with the count: extra lines are as wrong as missing ones.
+	i := 0
+	for {
 		l, ok := next()
 		if !ok {
-			return bad("count", fmt.Errorf("expected %d entries, found only %d", n, i))
+			break
 		}
-		f := strings.Split(l, " ")
+		f := splitJavaWhitespace(l)
 		if len(f) != fields {
 			return bad("line", fmt.Errorf("malformed line %q", l))
 		}
 		if err := each(f); err != nil {
 			return bad("line", fmt.Errorf("malformed line %q: %v", l, err))
 		}
+		i++
 	}
 	if err := sc.Err(); err != nil {
 		return bad("line", err)
 	}
+	if i != n {
+		return bad("count", fmt.Errorf("expected %d entries, found %d", n, i))
+	}
 	return nil
+}
+
+// splitJavaWhitespace is Java's line.split("\\s+"): a leading separator
+// gives an empty first field, trailing ones are dropped.
+func splitJavaWhitespace(l string) []string {
+	f := strings.Fields(l)
+	if l != "" && len(f) > 0 && strings.IndexFunc(l[:1], unicode.IsSpace) == 0 {
+		f = append([]string{""}, f...)
+	}
+	return f
 }
 
 // ParseLeaderEpochCheckpoint reads a leader-epoch-checkpoint file.
@@ -180,33 +198,38 @@ func FormatPartitionMetadata(topicID string) []byte {
 }
 
 // ParsePartitionMetadata reads partition.metadata and returns the topic id.
+// Kafka writes it without a trailing newline; like its reader
+// (PartitionMetadataReadBuffer) this accepts one, and any whitespace between
+// key and value.
 func ParsePartitionMetadata(name string, data []byte) (string, error) {
-	lines := strings.Split(string(data), "\n")
 	bad := func(line int, check string, err error) (string, error) {
 		return "", &SideFileError{File: name, Line: line, Check: check, Err: err}
 	}
+	text := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	lines := strings.Split(text, "\n")
 	if len(lines) != 2 {
 		return bad(1, "format", fmt.Errorf("want 2 lines, found %d", len(lines)))
 	}
-	v, ok := strings.CutPrefix(lines[0], "version: ")
-	if !ok {
+	v := splitJavaWhitespace(strings.TrimSuffix(lines[0], "\r"))
+	if len(v) != 2 || v[0] != "version:" {
 		return bad(1, "version", fmt.Errorf("malformed line %q", lines[0]))
 	}
-	if n, err := strconv.Atoi(v); err != nil || n < 0 {
-		return bad(1, "version", fmt.Errorf("unrecognized version %q", v))
+	if n, err := strconv.Atoi(v[1]); err != nil || n < 0 {
+		return bad(1, "version", fmt.Errorf("unrecognized version %q", v[1]))
 	}
-	id, ok := strings.CutPrefix(lines[1], "topic_id: ")
-	if !ok {
+	id := splitJavaWhitespace(lines[1])
+	if len(id) != 2 || id[0] != "topic_id:" {
 		return bad(2, "topic id", fmt.Errorf("malformed line %q", lines[1]))
 	}
-	if err := ValidateTopicID(id); err != nil {
+	if err := ValidateTopicID(id[1]); err != nil {
 		return bad(2, "topic id", err)
 	}
-	return id, nil
+	return id[1], nil
 }
 
 // ValidateTopicID checks a Kafka Uuid string: 22 characters of URL-safe
-// base64 for 16 bytes, not the zero (or "metadata topic") reserved value misuse.
+// base64 for 16 bytes, not the zero uuid (which the broker refuses; the
+// metadata topic's AAAAAAAAAAAAAAAAAAAAAQ is valid).
 func ValidateTopicID(id string) error {
 	if len(id) != 22 {
 		return fmt.Errorf("topic id %q is not 22 characters", id)
