@@ -27,7 +27,7 @@ FUZZTIME     ?= 10s
 export SEGVAULT_MINIO_BIN := $(MINIO)
 export SEGVAULT_TOXIPROXY_BIN := $(TOXIPROXY)
 
-.PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars clean
+.PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars kafka-jars-clean clean
 
 all: build
 
@@ -57,15 +57,26 @@ $(NFPM):
 	@mkdir -p $(TOOLBIN)
 	GOBIN=$(TOOLBIN) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
-## kafka-jars: Apache Kafka brokers from Maven Central (no jar is committed).
+## kafka-jars: Apache Kafka brokers from Maven Central (no jar is committed),
+## into .tools/kafka/<v>/libs (the broker) and .tools/kafka/<v>/tools (DumpLogSegments).
+## kafka-tools 4.4.0 is not on Maven Central, so 4.4.0 segments are dumped with 4.3.1's tools.
+KAFKA_TOOLS_VERSION_4.4.0 ?= 4.3.1
+KAFKA_MVN = mvn -B -q -f internal/kafkatest/pom.xml -Dmaven.repo.local=$(TOOLS)/m2
+
 kafka-jars: $(KAFKA_STAMPS)
 
-$(TOOLS)/kafka/%/.stamp: internal/kafkatest/pom.xml
-	@mkdir -p $(TOOLS)/kafka/$*/libs
+$(TOOLS)/kafka/%/.stamp: | internal/kafkatest/pom.xml
 	@echo "resolving Apache Kafka $* from Maven Central (once)"
-	mvn -B -q -f internal/kafkatest/pom.xml -Dmaven.repo.local=$(TOOLS)/m2 \
-		-Dkafka.version=$* -Dout=$(TOOLS)/kafka/$*/libs dependency:copy-dependencies
+	@rm -rf $(TOOLS)/kafka/$*/libs.tmp $(TOOLS)/kafka/$*/tools.tmp
+	$(KAFKA_MVN) -Dkafka.version=$* -Dout=$(TOOLS)/kafka/$*/libs.tmp dependency:copy-dependencies
+	$(KAFKA_MVN) -Ptools -Dkafka.version=$(or $(KAFKA_TOOLS_VERSION_$*),$*) -Dout=$(TOOLS)/kafka/$*/tools.tmp dependency:copy-dependencies
+	@rm -rf $(TOOLS)/kafka/$*/libs $(TOOLS)/kafka/$*/tools
+	@mv $(TOOLS)/kafka/$*/libs.tmp $(TOOLS)/kafka/$*/libs
+	@mv $(TOOLS)/kafka/$*/tools.tmp $(TOOLS)/kafka/$*/tools
 	@touch $@
+
+kafka-jars-clean:
+	rm -rf $(TOOLS)/kafka
 
 ## test: the whole suite, against a real MinIO and real Kafka brokers. In CI
 ## (CI=true) a server that cannot start is a failure, never a skip.
