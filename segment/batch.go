@@ -69,8 +69,12 @@ func (c Codec) String() string {
 }
 
 // Batch is a decoded batch header. For legacy (magic 0/1) entries the v2-only
-// fields hold their "none" values and LastOffsetDelta/RecordCount describe the
-// (possibly compressed) wrapper.
+// fields hold their "none" values (PartitionLeaderEpoch, ProducerID,
+// ProducerEpoch, BaseSequence -1), Attributes keeps only the codec and (v1)
+// timestamp-type bits, BaseTimestamp is the first record's timestamp and
+// MaxTimestamp the message's (the wrapper's) timestamp; BaseOffset,
+// LastOffsetDelta and RecordCount describe the records a (possibly
+// compressed) wrapper holds (see Reader.Next).
 type Batch struct {
 	Pos                  int64 // file position of the batch's first byte
 	BaseOffset           int64
@@ -111,6 +115,20 @@ func (b *Batch) Control() bool { return b.Attributes&attrControl != 0 }
 
 // HasDeleteHorizon reports KIP-534's attribute: BaseTimestamp is then the delete horizon.
 func (b *Batch) HasDeleteHorizon() bool { return b.Attributes&attrDeleteHorizon != 0 }
+
+// firstTimestamp is the timestamp a consumer sees on the batch's first
+// record as far as the header tells: MaxTimestamp for LogAppendTime (the
+// broker's time) and when BaseTimestamp is a delete horizon, BaseTimestamp
+// otherwise; -1 for magic 0.
+func (b *Batch) firstTimestamp() int64 {
+	switch {
+	case b.Magic == MagicV0:
+		return NoTimestamp
+	case b.LogAppendTime(), b.Magic == MagicV2 && b.HasDeleteHorizon(), b.BaseTimestamp < 0:
+		return b.MaxTimestamp
+	}
+	return b.BaseTimestamp
+}
 
 // decodeV2Header fills b from the first V2HeaderSize bytes of p.
 func (b *Batch) decodeV2Header(p []byte) {

@@ -18,7 +18,7 @@ var ErrCorrupt = errors.New("corrupt segment")
 type CorruptionError struct {
 	File       string // path or name of the file
 	Pos        int64  // byte position of the batch (or field) that failed
-	BaseOffset int64  // base offset of the failing batch, -1 if unknown
+	BaseOffset int64  // offset field of the failing batch as written (a legacy wrapper's is its last offset), -1 if unknown
 	Check      string // short name of the failed check, e.g. "crc", "magic", "length"
 	Err        error  // detail
 }

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"io"
+	"math"
 	"sort"
 )
 
@@ -24,10 +25,23 @@ type ProducerRange struct {
 
 // TxnMarker is a transaction marker (control batch) in the segment.
 type TxnMarker struct {
+	ProducerID       int64 `json:"producer_id"`
+	Epoch            int16 `json:"epoch"`
+	Offset           int64 `json:"offset"`
+	Commit           bool  `json:"commit"`
+	CoordinatorEpoch int32 `json:"coordinator_epoch"`
+}
+
+// AbortedTxn is an aborted transaction whose ABORT marker is in the segment:
+// what Kafka's .txnindex records for this segment (section 9 of
+// kafka-format.md), less the last stable offset, which depends on other
+// partitions' state.
+type AbortedTxn struct {
 	ProducerID int64 `json:"producer_id"`
-	Epoch      int16 `json:"epoch"`
-	Offset     int64 `json:"offset"`
-	Commit     bool  `json:"commit"`
+	// FirstOffset is the transaction's first offset when its first batch is
+	// in this segment, -1 when it began in an earlier one.
+	FirstOffset  int64 `json:"first_offset"`
+	MarkerOffset int64 `json:"marker_offset"` // offset of the ABORT marker
 }
 
 // Summary describes a segment for the archive manifest and for planning a
@@ -48,37 +62,46 @@ type Summary struct {
 	TransactionalBatches int64            `json:"transactional_batches"`
 	ControlBatches       int64            `json:"control_batches"`
 	Markers              []TxnMarker      `json:"txn_markers,omitempty"`
-	Codecs               map[string]int64 `json:"codecs,omitempty"` // batches per codec
-	Magics               map[int8]int64   `json:"magics,omitempty"` // batches per magic
-	LogAppendTime        int64            `json:"log_append_time"`  // batches with broker timestamps
-	Deep                 bool             `json:"deep"`             // records were decompressed and parsed
+	Aborted              []AbortedTxn     `json:"aborted_txns,omitempty"`
+	MarkersTruncated     bool             `json:"markers_truncated,omitempty"` // Markers/Aborted hit MaxMarkersInSummary
+	Codecs               map[string]int64 `json:"codecs,omitempty"`            // batches per codec
+	Magics               map[int8]int64   `json:"magics,omitempty"`            // batches per magic
+	LogAppendTime        int64            `json:"log_append_time"`             // batches with broker timestamps
+	Deep                 bool             `json:"deep"`                        // records were decompressed and parsed
 }
 
 // MaxProducersInSummary bounds the producer list so a segment written by
 // very many producers cannot grow a manifest without bound.
 const MaxProducersInSummary = 10000
 
+// MaxMarkersInSummary bounds Markers and Aborted for the same reason; past
+// it MarkersTruncated is set. It also bounds how many open transactions the
+// summarizer tracks to find aborted transactions' first offsets.
+const MaxMarkersInSummary = 100000
+
 // summarizer accumulates a Summary batch by batch.
 type summarizer struct {
 	s     Summary
-	prods map[int64]int // producer id -> index in s.Producers
+	prods map[int64]int   // producer id -> index in s.Producers
+	open  map[int64]int64 // producer id -> first offset of its open transaction
+	// Per-batch counters kept in arrays and turned into the Summary's maps
+	// by finish, so that summarising allocates and hashes nothing per batch.
+	codecs   [attrCodecMask + 1]int64
+	magics   [MagicV2 + 1]int64
+	lastPID  int64 // producer of the previous batch, to skip the map lookup
+	lastProd int
 }
 
 func newSummarizer(base int64) *summarizer {
 	return &summarizer{s: Summary{BaseOffset: base, FirstOffset: -1, LastOffset: -1, FirstTimestamp: NoTimestamp,
-		MaxTimestamp: NoTimestamp, MaxTimestampOffset: -1, Codecs: map[string]int64{}, Magics: map[int8]int64{}}}
+		MaxTimestamp: NoTimestamp, MaxTimestampOffset: -1, Codecs: map[string]int64{}, Magics: map[int8]int64{}}, lastPID: -1}
 }
 
 func (z *summarizer) add(b *Batch) {
 	s := &z.s
 	if s.Batches == 0 {
 		s.FirstOffset = b.BaseOffset
-		if b.Magic >= MagicV1 {
-			s.FirstTimestamp = b.MaxTimestamp
-			if b.Magic == MagicV2 && !b.HasDeleteHorizon() && b.BaseTimestamp >= 0 {
-				s.FirstTimestamp = b.BaseTimestamp
-			}
-		}
+		s.FirstTimestamp = b.firstTimestamp()
 	}
 	s.Batches++
 	s.Records += int64(b.RecordCount)
@@ -86,8 +109,8 @@ func (z *summarizer) add(b *Batch) {
 	if b.MaxTimestamp > s.MaxTimestamp {
 		s.MaxTimestamp, s.MaxTimestampOffset = b.MaxTimestamp, b.LastOffset()
 	}
-	s.Codecs[b.Codec().String()]++
-	s.Magics[b.Magic]++
+	z.codecs[b.Codec()]++
+	z.magics[b.Magic]++
 	if b.LogAppendTime() {
 		s.LogAppendTime++
 	}
@@ -99,6 +122,9 @@ func (z *summarizer) add(b *Batch) {
 	}
 	if b.Transactional() {
 		s.TransactionalBatches++
+		if !b.Control() {
+			z.openTxn(b)
+		}
 	}
 	if b.Control() {
 		s.ControlBatches++
@@ -109,7 +135,10 @@ func (z *summarizer) add(b *Batch) {
 	if z.prods == nil {
 		z.prods = map[int64]int{}
 	}
-	i, ok := z.prods[b.ProducerID]
+	i, ok := z.lastProd, z.lastPID == b.ProducerID
+	if !ok {
+		i, ok = z.prods[b.ProducerID]
+	}
 	if !ok {
 		if len(s.Producers) >= MaxProducersInSummary {
 			s.ProducersTruncated = true
@@ -119,9 +148,10 @@ func (z *summarizer) add(b *Batch) {
 		z.prods[b.ProducerID] = i
 		s.Producers = append(s.Producers, ProducerRange{ProducerID: b.ProducerID, FirstSequence: b.BaseSequence, FirstOffset: b.BaseOffset})
 	}
+	z.lastPID, z.lastProd = b.ProducerID, i
 	p := &s.Producers[i]
 	p.Epoch = b.ProducerEpoch
-	p.LastSequence = b.BaseSequence + b.LastOffsetDelta
+	p.LastSequence = incrementSequence(b.BaseSequence, b.LastOffsetDelta)
 	if b.BaseSequence < 0 {
 		p.LastSequence = NoSequence
 	}
@@ -129,8 +159,61 @@ func (z *summarizer) add(b *Batch) {
 	p.Batches++
 }
 
+// incrementSequence is Kafka's DefaultRecordBatch.incrementSequence:
+// sequences wrap from MaxInt32 to 0, not to negative values.
+func incrementSequence(seq, inc int32) int32 {
+	if seq > math.MaxInt32-inc {
+		return inc - (math.MaxInt32 - seq) - 1
+	}
+	return seq + inc
+}
+
+// openTxn notes where a producer's transaction began, for AbortedTxn.
+func (z *summarizer) openTxn(b *Batch) {
+	if _, ok := z.open[b.ProducerID]; ok {
+		return
+	}
+	if z.open == nil {
+		z.open = map[int64]int64{}
+	}
+	if len(z.open) >= MaxMarkersInSummary {
+		z.s.MarkersTruncated = true
+		return
+	}
+	z.open[b.ProducerID] = b.BaseOffset
+}
+
+// marker records a transaction marker; it closes the producer's transaction.
+func (z *summarizer) marker(m TxnMarker) {
+	s := &z.s
+	first, ok := z.open[m.ProducerID]
+	delete(z.open, m.ProducerID)
+	if !ok {
+		first = -1
+	}
+	if len(s.Markers) >= MaxMarkersInSummary {
+		s.MarkersTruncated = true
+		return
+	}
+	s.Markers = append(s.Markers, m)
+	if !m.Commit {
+		s.Aborted = append(s.Aborted, AbortedTxn{ProducerID: m.ProducerID, FirstOffset: first, MarkerOffset: m.Offset})
+	}
+}
+
 func (z *summarizer) finish(size int64) *Summary {
 	z.s.Size = size
+	for c, n := range z.codecs {
+		if n > 0 {
+			z.s.Codecs[Codec(c).String()] += n
+		}
+	}
+	for m, n := range z.magics {
+		if n > 0 {
+			z.s.Magics[int8(m)] += n
+		}
+	}
+	z.codecs, z.magics = [attrCodecMask + 1]int64{}, [MagicV2 + 1]int64{}
 	sort.Slice(z.s.Producers, func(i, j int) bool { return z.s.Producers[i].ProducerID < z.s.Producers[j].ProducerID })
 	return &z.s
 }
@@ -138,29 +221,33 @@ func (z *summarizer) finish(size int64) *Summary {
 // ScanOptions choose how deeply Scan checks a segment.
 type ScanOptions struct {
 	ReaderOptions
-	Deep bool // decompress and parse every record
+	// Deep decompresses and parses every record (Reader.Records). Without
+	// it only batch headers, lengths, CRCs and offsets are checked, except
+	// that control batches and legacy compressed wrappers are always
+	// decoded: the Summary's transaction markers and a legacy segment's
+	// offsets and record counts exist only inside them.
+	Deep bool
 }
 
 // Scan reads a whole segment from src (size bytes), runs every check the
 // options ask for and returns its Summary. On error the Summary covers the
 // valid prefix and the error is a *CorruptionError (or an I/O error).
 func Scan(src io.Reader, size int64, name string, opts ScanOptions) (*Summary, error) {
-	r := NewReader(src, size, name, opts.ReaderOptions)
+	r := newReader(src, size, name, opts.ReaderOptions, true)
+	defer r.release()
 	z := newSummarizer(opts.BaseOffset)
-	var d *deepChecker
-	if opts.Deep {
-		d = newDeepChecker(name)
-		z.s.Deep = true
-	}
+	z.s.Deep = opts.Deep
 	for r.Next() {
 		b := r.Batch()
-		if d != nil {
-			if err := d.check(b, r.Raw(), &z.s); err != nil {
-				return z.finish(r.Pos()), err
+		if opts.Deep || b.Control() {
+			recs, err := r.Records()
+			if err != nil {
+				break
 			}
-		} else if b.Control() && b.Magic == MagicV2 && b.Codec() == CodecNone {
-			if m, ok := parseMarker(b, r.Raw()); ok {
-				z.s.Markers = append(z.s.Markers, m)
+			if m, ok := markerOf(b, recs); ok {
+				z.add(b)
+				z.marker(m)
+				continue
 			}
 		}
 		z.add(b)
