@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/segvault/segvault/index"
@@ -52,6 +52,16 @@ type Agent struct {
 	staging *staging
 	limiter *rate.Limiter
 
+	// Shipping runs in the background, Concurrency at a time, so a pass
+	// (scan, stage, dispatch) never waits for the bucket.
+	slots    chan struct{}
+	inflight map[string]bool
+	retry    map[string]retryState // failed shipments wait before the next attempt
+	wg       sync.WaitGroup
+	done     PassReport    // outcomes of finished shipments, drained by takeDone
+	kick     chan struct{} // a shipment finished
+	workCtx  context.Context
+
 	mu        sync.Mutex
 	seen      map[string]*observation // rolled candidates not yet archived
 	ids       map[string]BrokerIdentity
@@ -66,6 +76,7 @@ type observation struct {
 	first  time.Time // when it was first seen rolled
 	since  time.Time // when its current file identity was first seen
 	staged bool
+	warned bool // "not protected" logged once
 }
 
 type rootCapture struct {
@@ -95,7 +106,8 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	}
 	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
 		version: version, filter: newTopicFilter(&cfg), seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
-		roots: map[string]rootCapture{}}
+		roots: map[string]rootCapture{}, slots: make(chan struct{}, cfg.Concurrency), inflight: map[string]bool{}, retry: map[string]retryState{},
+		kick: make(chan struct{}, 1), workCtx: context.Background()}
 	if cfg.ReadBytesPerS > 0 {
 		a.limiter = rate.NewLimiter(rate.Limit(cfg.ReadBytesPerS), int(min(cfg.ReadBytesPerS, 4<<20)))
 	}
@@ -152,11 +164,12 @@ func (a *Agent) identity(logDir string) (BrokerIdentity, error) {
 type PassReport struct {
 	Partitions int
 	Candidates int
+	Started    int // shipments started by this pass
 	Archived   int
 	Already    int
 	Corrupt    int
 	Lost       int
-	Waiting    int // rolled but not settled yet
+	Waiting    int // rolled but not settled yet, or waiting for a free worker
 	Failed     int
 	RawBytes   int64
 	Stored     int64
@@ -196,9 +209,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 				}
 			}
 		}
-		if err := a.captureRoot(ctx, dir, id); err != nil {
-			a.log.Warn("log-dir root capture failed", "file", dir, "err", err)
-		}
+		a.captureRootAsync(dir, id)
 	}
 	// Staged segments whose originals Kafka deleted still get archived.
 	for _, c := range a.staging.orphans() {
@@ -213,6 +224,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 		}
 	}
 	rep.Lost += a.detectLost(ctx, live)
+	a.retryGapsAsync()
 	a.mu.Lock()
 	a.partPaths = parts
 	a.mu.Unlock()
@@ -220,6 +232,11 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 
 	sort.Slice(work, func(i, j int) bool { return work[i].c.key() < work[j].c.key() })
 	rep.Candidates = len(work)
+	// Protect every rolled, unarchived segment from retention now, before
+	// any upload: a pass may block on an unreachable bucket for long.
+	for _, o := range work {
+		a.protect(o)
+	}
 	var ready []*observation
 	for _, o := range work {
 		if a.settled(o, start) {
@@ -229,8 +246,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 		}
 	}
 	a.updateLag(start)
-	a.shipAll(ctx, ready, rep)
-	a.updateLag(time.Now())
+	a.dispatch(ctx, ready, rep)
 	a.metrics.ScanSeconds.Observe(time.Since(start).Seconds())
 	a.metrics.StagedBytes.Set(float64(a.staging.Used()))
 	a.mu.Lock()
@@ -285,60 +301,130 @@ func sameFiles(x, y []fileStat) bool {
 	return true
 }
 
-// shipAll ships ready candidates, Concurrency at a time. Cancelling ctx
-// stops new work; shipments in flight get DrainTimeout to finish.
-func (a *Agent) shipAll(ctx context.Context, ready []*observation, rep *PassReport) {
+// dispatch starts a background shipment for each ready candidate that is
+// not in flight, while a slot is free; the rest wait for a later pass.
+func (a *Agent) dispatch(ctx context.Context, ready []*observation, rep *PassReport) {
+	for _, o := range ready {
+		if ctx.Err() != nil {
+			return
+		}
+		key := o.c.key()
+		a.mu.Lock()
+		busy := a.inflight[key]
+		rs := a.retry[key]
+		a.mu.Unlock()
+		if busy {
+			continue
+		}
+		if time.Now().Before(rs.next) {
+			rep.Waiting++
+			continue
+		}
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			rep.Waiting++ // all workers busy: next pass
+			continue
+		}
+		a.mu.Lock()
+		a.inflight[key] = true
+		a.mu.Unlock()
+		rep.Started++
+		a.wg.Add(1)
+		snap := *o // a later pass may update o while this ships
+		go func() {
+			defer a.wg.Done()
+			a.metrics.InFlight.Inc()
+			r, err := a.shipOne(a.workCtx, &snap)
+			a.metrics.InFlight.Dec()
+			a.mu.Lock()
+			delete(a.inflight, key)
+			d := &a.done
+			if err != nil {
+				d.Failed++
+				d.Errors = append(d.Errors, err)
+				n := a.retry[key].attempts
+				a.retry[key] = retryState{attempts: n + 1, next: time.Now().Add(retryDelay(n))}
+			} else {
+				delete(a.retry, key)
+				switch r.status {
+				case statusArchived:
+					d.Archived++
+					d.RawBytes += r.raw
+					d.Stored += r.stored
+				case statusCorrupt:
+					d.Corrupt++
+				case statusLost:
+					d.Lost++
+				default:
+					d.Already++
+				}
+			}
+			a.mu.Unlock()
+			<-a.slots
+			a.updateLag(time.Now())
+			select {
+			case a.kick <- struct{}{}:
+			default:
+			}
+		}()
+	}
+}
+
+type retryState struct {
+	attempts int
+	next     time.Time
+}
+
+// retryDelay is the wait before retry n+1 of a failed shipment: 1s doubling
+// to 5 minutes, with ±25% jitter so many partitions do not retry in step.
+func retryDelay(n int) time.Duration {
+	d := time.Second << min(n, 9)
+	d = min(d, 5*time.Minute)
+	return d*3/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// takeDone returns and resets the outcomes of finished shipments.
+func (a *Agent) takeDone() PassReport {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := a.done
+	a.done = PassReport{}
+	return d
+}
+
+// startWork sets the context shipments run under: cancelling ctx stops new
+// work at once and in-flight uploads after DrainTimeout. wait waits for
+// every shipment to finish.
+func (a *Agent) startWork(ctx context.Context) (wait func()) {
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
+	a.workCtx = work
 	stop := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(a.cfg.DrainTimeout, cancel)
 		<-work.Done()
 		t.Stop()
 	})
-	defer stop()
-	var mu sync.Mutex
-	g := new(errgroup.Group)
-	g.SetLimit(a.cfg.Concurrency)
-	for _, o := range ready {
-		if ctx.Err() != nil {
-			break
-		}
-		if !o.staged {
-			ok, why, err := a.staging.stage(&o.c)
-			if err != nil {
-				a.log.Warn("staging failed", "file", o.c.DirPath, "base_offset", o.c.Base, "err", err)
-			} else if !ok && why != "staging disabled" {
-				a.log.Warn("segment not protected from retention", "file", o.c.DirPath, "base_offset", o.c.Base, "why", why)
-			}
-			o.staged = ok
-		}
-		g.Go(func() error {
-			a.metrics.InFlight.Inc()
-			defer a.metrics.InFlight.Dec()
-			r, err := a.shipOne(work, o)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				rep.Failed++
-				rep.Errors = append(rep.Errors, err)
-				return nil
-			}
-			switch r.status {
-			case statusArchived:
-				rep.Archived++
-				rep.RawBytes += r.raw
-				rep.Stored += r.stored
-			case statusCorrupt:
-				rep.Corrupt++
-			case statusLost:
-				rep.Lost++
-			default:
-				rep.Already++
-			}
-			return nil
-		})
+	return func() {
+		a.wg.Wait()
+		stop()
+		cancel()
 	}
-	g.Wait()
+}
+
+// protect hard-links a candidate's files into staging once.
+func (a *Agent) protect(o *observation) {
+	if o.staged || a.staging.budget == 0 {
+		return
+	}
+	ok, why, err := a.staging.stage(&o.c)
+	switch {
+	case err != nil:
+		a.log.Warn("staging failed", "file", o.c.DirPath, "base_offset", o.c.Base, "err", err)
+	case !ok && !o.warned:
+		a.log.Warn("segment not protected from retention", "file", o.c.DirPath, "base_offset", o.c.Base, "why", why)
+		o.warned = true
+	}
+	o.staged = ok
 }
 
 // shipOne ships a candidate and records the outcome.
@@ -448,11 +534,48 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 	data, _ := json.MarshalIndent(g, "", " ")
 	key := a.layout.GapKey(uploader.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: g.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
-	if err := a.store.PutManifest(ctx, key, data); err != nil && !errors.Is(err, uploader.ErrConflict) {
-		a.log.Error("could not record gap marker", "key", key, "err", err)
+	e := stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At, GapKey: key, GapBody: data}
+	if err := a.state.Put(e); err != nil {
+		a.log.Error("could not record the loss in local state", "err", err)
 	}
-	a.state.Put(stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At})
 	a.staging.unstage(c)
+	// The marker itself is written by retryGapsAsync: never block a pass on the bucket.
+}
+
+// writeGap writes a lost segment's gap marker to the bucket; until it
+// succeeds the state keeps it pending and every pass retries it.
+func (a *Agent) writeGap(ctx context.Context, e stateEntry) {
+	if err := a.store.PutManifest(ctx, e.GapKey, e.GapBody); err != nil && !errors.Is(err, uploader.ErrConflict) {
+		a.log.Warn("gap marker not written yet; will retry", "key", e.GapKey, "err", err)
+		return
+	}
+	e.GapKey, e.GapBody = "", nil
+	a.state.Put(e)
+}
+
+// retryGapsAsync retries pending gap markers in the background.
+func (a *Agent) retryGapsAsync() {
+	pending := a.state.PendingGaps()
+	if len(pending) == 0 {
+		return
+	}
+	a.mu.Lock()
+	if a.inflight["gaps"] {
+		a.mu.Unlock()
+		return
+	}
+	a.inflight["gaps"] = true
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for _, e := range pending {
+			a.writeGap(a.workCtx, e)
+		}
+		a.mu.Lock()
+		delete(a.inflight, "gaps")
+		a.mu.Unlock()
+	}()
 }
 
 // updateLag publishes the archive lag.
@@ -504,6 +627,29 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// captureRootAsync captures a log dir's root files in the background (one
+// capture per dir at a time): a pass never waits for the bucket.
+func (a *Agent) captureRootAsync(dir string, id BrokerIdentity) {
+	key := "root|" + dir
+	a.mu.Lock()
+	if a.inflight[key] {
+		a.mu.Unlock()
+		return
+	}
+	a.inflight[key] = true
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.captureRoot(a.workCtx, dir, id); err != nil {
+			a.log.Warn("log-dir root capture failed; will retry", "file", dir, "err", err)
+		}
+		a.mu.Lock()
+		delete(a.inflight, key)
+		a.mu.Unlock()
+	}()
 }
 
 // RootCaptureInterval bounds how often changed log-dir root files are

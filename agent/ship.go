@@ -47,11 +47,11 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 			}
 		}
 		if f == nil {
-			closeAll(out)
 			if fs.Name == c.Files[0].Name {
+				closeAll(out)
 				return nil, fmt.Errorf("%s: %w", c.path(fs.Name), errVanished)
 			}
-			continue // an index deleted alone: restore rebuilds it
+			continue // a side file deleted alone: restore rebuilds what it needs
 		}
 		st, err := f.Stat()
 		if err != nil {

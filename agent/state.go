@@ -45,6 +45,9 @@ type stateEntry struct {
 	Detail   string     `json:"detail,omitempty"`
 	At       time.Time  `json:"at"`
 	Delete   bool       `json:"delete,omitempty"` // journal only: forget Key
+	// Gap marker of a lost segment still to be written to the bucket.
+	GapKey  string `json:"gap_key,omitempty"`
+	GapBody []byte `json:"gap_body,omitempty"`
 }
 
 const (
@@ -116,6 +119,19 @@ func (s *State) Get(key string) (stateEntry, bool) {
 	defer s.mu.Unlock()
 	e, ok := s.entries[key]
 	return e, ok
+}
+
+// PendingGaps returns the lost entries whose gap marker is not yet in the bucket.
+func (s *State) PendingGaps() []stateEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []stateEntry
+	for _, e := range s.entries {
+		if e.Status == statusLost && e.GapKey != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Len is the number of entries.

@@ -128,16 +128,18 @@ func (wt *watcher) close() {
 }
 
 // Run is the daemon: a pass at start, then on every filesystem hint
-// (debounced) and every ScanInterval, until ctx is cancelled. In-flight
-// uploads then get DrainTimeout to finish. reload, when it receives a
-// config, applies it from the next pass on (SIGHUP).
+// (debounced), every finished shipment and every ScanInterval, until ctx is
+// cancelled. Shipments in flight then get DrainTimeout to finish. reload,
+// when it receives a config, applies it from the next pass on (SIGHUP).
 func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
+	wait := a.startWork(ctx)
+	defer wait()
 	wt := a.newWatcher()
 	defer wt.close()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go wt.loop(wctx)
-	const debounce = time.Second
+	const debounce = 500 * time.Millisecond
 	tick := time.NewTicker(a.cfg.ScanInterval)
 	defer tick.Stop()
 	for {
@@ -147,14 +149,15 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 			a.mu.Lock()
 			a.ready, a.lastErr = false, err
 			a.mu.Unlock()
-		} else if rep.Archived+rep.Corrupt+rep.Lost+rep.Failed > 0 {
-			a.log.Info("pass done", "archived", rep.Archived, "already", rep.Already, "corrupt", rep.Corrupt,
-				"lost", rep.Lost, "failed", rep.Failed, "waiting", rep.Waiting, "bytes", rep.RawBytes)
+		}
+		if d := a.takeDone(); d.Archived+d.Corrupt+d.Lost+d.Failed > 0 {
+			a.log.Info("archived", "segments", d.Archived, "already", d.Already, "corrupt", d.Corrupt,
+				"lost", d.Lost, "failed", d.Failed, "bytes", d.RawBytes)
 		}
 		wt.sync()
 		next := a.cfg.ScanInterval
-		if rep != nil && (rep.Waiting > 0 || rep.Failed > 0) {
-			next = min(next, max(a.cfg.SettleTime, time.Second)) // come back when they may have settled
+		if rep != nil && rep.Waiting > 0 {
+			next = min(next, max(a.cfg.SettleTime, 200*time.Millisecond)) // come back when they may have settled
 		}
 		timer := time.NewTimer(next)
 		select {
@@ -163,6 +166,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 			return nil
 		case <-tick.C:
 		case <-timer.C:
+		case <-a.kick:
 		case <-wt.kick:
 			time.Sleep(debounce)
 		case cfg := <-reload:
@@ -186,38 +190,48 @@ func (a *Agent) applyConfig(c Config) error {
 	defer a.mu.Unlock()
 	a.cfg.IncludeTopics, a.cfg.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
 	a.filter = newTopicFilter(&c)
-	a.cfg.ScanInterval, a.cfg.SettleTime, a.cfg.Concurrency = c.ScanInterval, c.SettleTime, c.Concurrency
+	a.cfg.ScanInterval, a.cfg.SettleTime = c.ScanInterval, c.SettleTime
 	a.cfg.DeepValidate, a.cfg.DropCache = c.DeepValidate, c.DropCache
 	return nil
 }
 
 // RunOnce archives every segment that has rolled, waiting for ones that
-// have not settled yet, and returns what it did.
+// have not settled yet, and returns what it did. A segment whose upload
+// fails is retried on the next pass, up to a few times.
 func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
+	wait := a.startWork(ctx)
+	defer wait()
 	total := &PassReport{}
 	for i := 0; ; i++ {
 		rep, err := a.Pass(ctx)
 		if err != nil {
 			return total, err
 		}
+		a.wg.Wait()
+		d := a.takeDone()
 		total.Partitions = rep.Partitions
-		total.Candidates += rep.Candidates - rep.Waiting
-		total.Archived += rep.Archived
-		total.Already += rep.Already
-		total.Corrupt += rep.Corrupt
-		total.Lost += rep.Lost
-		total.Failed += rep.Failed
-		total.RawBytes += rep.RawBytes
-		total.Stored += rep.Stored
-		total.Errors = append(total.Errors, rep.Errors...)
-		total.Waiting = rep.Waiting
-		if rep.Waiting == 0 || i > 100 {
+		total.Archived += d.Archived
+		total.Already += d.Already
+		total.Corrupt += d.Corrupt
+		total.Lost += d.Lost
+		total.RawBytes += d.RawBytes
+		total.Stored += d.Stored
+		if rep.Started == 0 && rep.Waiting == 0 || i > 200 {
+			total.Failed = d.Failed
+			total.Errors = d.Errors
 			return total, nil
 		}
-		select {
-		case <-ctx.Done():
-			return total, ctx.Err()
-		case <-time.After(min(a.cfg.SettleTime, time.Second)):
+		if d.Failed > 0 && i >= 3 { // give up after a few attempts at a failing upload
+			total.Failed = d.Failed
+			total.Errors = d.Errors
+			return total, nil
+		}
+		if rep.Started == 0 {
+			select {
+			case <-ctx.Done():
+				return total, ctx.Err()
+			case <-time.After(min(max(a.cfg.SettleTime, 50*time.Millisecond), time.Second)):
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segvault/segvault/agent"
 	"github.com/segvault/segvault/internal/miniotest"
@@ -25,17 +26,22 @@ import (
 // s3Bucket returns a fresh bucket on srv, with retries.
 func s3Bucket(t *testing.T, srv *miniotest.Server) uploader.Bucket {
 	t.Helper()
-	name := srv.NewBucket(t)
+	return s3Bucket2(t, srv, srv.NewBucket(t))
+}
+
+// s3Bucket2 opens an existing bucket on srv, with (short) retries.
+func s3Bucket2(t *testing.T, srv *miniotest.Server, name string) uploader.Bucket {
+	t.Helper()
 	b, err := uploader.NewS3(uploader.S3Options{Endpoint: srv.Endpoint(), Bucket: name, DisableTLS: true, PathStyle: true,
 		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Region: "us-east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return uploader.WithRetry(b, uploader.RetryPolicy{})
+	return uploader.WithRetry(b, uploader.RetryPolicy{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second})
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type testWriter struct{ t *testing.T }
