@@ -97,9 +97,16 @@ func (s *staging) stage(c *candidate) (bool, string, error) {
 		return false, "", err
 	}
 	for _, f := range c.Files {
-		err := os.Link(c.path(f.Name), filepath.Join(d, f.Name))
+		dst := filepath.Join(d, f.Name)
+		err := os.Link(c.path(f.Name), dst)
 		if errors.Is(err, os.ErrExist) {
-			continue
+			// A link left by an earlier version of this segment (a cleaner
+			// swap keeps the name): replace it unless it is this very file.
+			if same, _ := sameInode(c.path(f.Name), dst); same {
+				continue
+			}
+			os.Remove(dst)
+			err = os.Link(c.path(f.Name), dst)
 		}
 		if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) {
 			why := fmt.Sprintf("state dir is not on the log dir's filesystem, or links are not permitted (%v)", err)
@@ -171,6 +178,18 @@ func (s *staging) orphans() []candidate {
 		out = append(out, c)
 	}
 	return out
+}
+
+func sameInode(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fa, fb), nil
 }
 
 func dirBytes(root string) int64 {

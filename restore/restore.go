@@ -443,8 +443,9 @@ type restoredRange struct {
 // writeRootFiles writes, for whole-broker rebuilds, meta.properties into
 // each target that lacks one (the archived node id, cluster id and directory
 // id; a new directory id for targets beyond the archived log dirs) and the
-// offset checkpoints: log-start, replication (high watermark) and cleaner
-// offsets of the restored partitions, clamped to the restored range. The
+// offset checkpoints: replication (high watermark) and cleaner offsets of
+// the restored partitions, clamped to the restored range, and log-start
+// offsets only where they do not hide restored history. The
 // recovery-point checkpoint is deliberately not restored: without it Kafka
 // re-validates every restored segment at start-up.
 func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) error {
@@ -512,6 +513,12 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 				}
 				r, ok := ranges[fmt.Sprintf("%s %d", topic, e.Partition)]
 				if !ok || r.target != t {
+					continue
+				}
+				if name == index.LogStartOffsetFile && e.Offset > r.first {
+					// The restore brings back archived history below the
+					// broker's log start (segments retention had deleted);
+					// the restored segments define the log start.
 					continue
 				}
 				e.Topic, e.Offset = topic, min(max(e.Offset, r.first), r.end)

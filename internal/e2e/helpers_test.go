@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,3 +226,5 @@ func copyTree(t *testing.T, src string) string {
 	}
 	return dst
 }
+
+func mustRe(s string) *regexp.Regexp { return regexp.MustCompile(s) }
