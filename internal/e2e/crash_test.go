@@ -162,7 +162,13 @@ func TestStorageOutage(t *testing.T) {
 				rolled.observe(t, br.Result())
 				time.Sleep(400 * time.Millisecond) // the agent scans (and stages) meanwhile
 			}
-			// Retention deletes every rolled segment while the bucket is down.
+			// Wait until the agent has seen (and, with room, staged) every rolled
+			// segment, then retention deletes them all while the bucket is down.
+			nRolled := 0
+			for _, vs := range rolled {
+				nRolled += len(vs)
+			}
+			waitFor(t, time.Minute, func() bool { return int(readGauge(metrics.LagSegments)) >= nRolled })
 			for {
 				p := br.Result().Partition("events", 0)
 				if len(p.Segments) < 2 {
