@@ -207,13 +207,13 @@ func (c *Config) Validate() error {
 
 func (t *TopicSpec) validate() error {
 	if err := segment.ValidateTopic(t.Name); err != nil {
-		return fmt.Errorf("Name: %w", err)
+		return fmt.Errorf("topic name: %w", err)
 	}
 	if _, ok := codecNames[t.Codec]; !ok {
-		return fmt.Errorf("Codec %q is not one of none, gzip, snappy, lz4, zstd", t.Codec)
+		return fmt.Errorf("codec %q is not one of none, gzip, snappy, lz4, zstd", t.Codec)
 	}
 	if t.Partitions < 0 || t.Partitions > 10000 {
-		return fmt.Errorf("Partitions %d out of range [0, 10000]", t.Partitions)
+		return fmt.Errorf("partitions %d out of range [0, 10000]", t.Partitions)
 	}
 	for name, v := range map[string]int{"Records": t.Records, "AbortEvery": t.AbortEvery, "Producers": t.Producers,
 		"Headers": t.Headers, "TombstoneEvery": t.TombstoneEvery, "BatchRecords": t.BatchRecords,

@@ -31,7 +31,6 @@ import (
 type produced struct {
 	mu      sync.Mutex
 	records map[string][]*kgo.Record // "topic/partition" -> acknowledged records, aborted ones excluded
-	aborted map[string]int
 }
 
 func (p *produced) add(r *kgo.Record) {

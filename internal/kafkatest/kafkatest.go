@@ -886,7 +886,7 @@ func (b *Broker) Stop() error {
 	}
 	select {
 	case <-b.done:
-		b.stopErr = fmt.Errorf("Kafka %s broker at %s had already exited on its own: %v (log: %s)", b.Version, b.addr, b.waitErr, b.logPath)
+		b.stopErr = fmt.Errorf("kafka %s broker at %s had already exited on its own: %v (log: %s)", b.Version, b.addr, b.waitErr, b.logPath)
 		return b.stopErr
 	default:
 	}
@@ -903,16 +903,16 @@ func (b *Broker) Stop() error {
 	case <-timer.C:
 		b.signal(sigKill)
 		<-b.done
-		b.stopErr = fmt.Errorf("Kafka %s broker at %s did not stop within %v of SIGTERM; killed (log: %s)", b.Version, b.addr, timeout, b.logPath)
+		b.stopErr = fmt.Errorf("kafka %s broker at %s did not stop within %v of SIGTERM; killed (log: %s)", b.Version, b.addr, timeout, b.logPath)
 		return b.stopErr
 	}
 	// The JVM exits 143 (128+SIGTERM) after running its shutdown hooks.
 	if code := exitCode(b.waitErr); code != 0 && code != 143 {
-		b.stopErr = fmt.Errorf("Kafka %s broker at %s exited with %v on SIGTERM (log: %s)", b.Version, b.addr, b.waitErr, b.logPath)
+		b.stopErr = fmt.Errorf("kafka %s broker at %s exited with %v on SIGTERM (log: %s)", b.Version, b.addr, b.waitErr, b.logPath)
 		return b.stopErr
 	}
 	if _, err := os.Stat(filepath.Join(b.logDir, ".kafka_cleanshutdown")); err != nil {
-		b.stopErr = fmt.Errorf("Kafka %s broker at %s stopped without writing %s/.kafka_cleanshutdown: unclean shutdown (log: %s)", b.Version, b.addr, b.logDir, b.logPath)
+		b.stopErr = fmt.Errorf("kafka %s broker at %s stopped without writing %s/.kafka_cleanshutdown: unclean shutdown (log: %s)", b.Version, b.addr, b.logDir, b.logPath)
 		return b.stopErr
 	}
 	note := ""
