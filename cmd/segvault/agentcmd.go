@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -186,30 +187,26 @@ func runAgent(c *cli.Context) error {
 	return err
 }
 
-// reloadConfig re-reads the config file for SIGHUP; flags and environment
-// still win over it.
+// startArgs is the command line segvault was started with (set by run).
+var startArgs []string
+
+// reloadConfig re-reads the config file for SIGHUP: the original command
+// line and the environment are parsed again over the new file, so a flag
+// still wins over the environment, which wins over the file.
 func reloadConfig(c *cli.Context) (agent.Config, error) {
-	flags := agentFlags()
-	app := &cli.App{Name: "reload", Flags: flags, Writer: c.App.Writer, ErrWriter: c.App.ErrWriter}
-	var cfg agent.Config
-	app.Before = altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))
-	app.Action = func(nc *cli.Context) error { cfg = agentConfig(nc); return cfg.Validate() }
-	args := append([]string{"reload"}, c.Args().Slice()...)
-	for _, f := range c.FlagNames() {
-		if c.IsSet(f) && f != "once" {
-			for _, v := range flagValues(c, f) {
-				args = append(args, "--"+f+"="+v)
-			}
+	var rest []string
+	for i, a := range startArgs {
+		if a == "agent" {
+			rest = startArgs[i+1:]
+			break
 		}
 	}
-	return cfg, app.Run(args)
-}
-
-func flagValues(c *cli.Context, name string) []string {
-	if v := c.StringSlice(name); len(v) > 0 {
-		return v
-	}
-	return []string{fmt.Sprint(c.Value(name))}
+	flags := agentFlags()
+	var cfg agent.Config
+	app := &cli.App{Name: "reload", Flags: flags, Writer: io.Discard, ErrWriter: io.Discard,
+		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Action: func(nc *cli.Context) error { cfg = agentConfig(nc); return cfg.Validate() }}
+	return cfg, app.Run(append([]string{"reload"}, rest...))
 }
 
 // serveHTTP serves /metrics, /healthz (the process is up) and /readyz (the

@@ -45,6 +45,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	startArgs = args
 	app := newApp(stdout, stderr)
 	err := app.Run(args)
 	if err == nil {
