@@ -60,6 +60,9 @@ type Agent struct {
 	wg       sync.WaitGroup
 	done     PassReport    // outcomes of finished shipments, drained by takeDone
 	kick     chan struct{} // a shipment finished
+	// blockDispatch (RunOnce) makes a pass wait for free workers and ship
+	// everything ready, instead of leaving the rest to the next pass.
+	blockDispatch bool
 	workCtx  context.Context
 
 	mu        sync.Mutex
@@ -320,11 +323,19 @@ func (a *Agent) dispatch(ctx context.Context, ready []*observation, rep *PassRep
 			rep.Waiting++
 			continue
 		}
-		select {
-		case a.slots <- struct{}{}:
-		default:
-			rep.Waiting++ // all workers busy: next pass
-			continue
+		if a.blockDispatch { // RunOnce: wait for a free worker
+			select {
+			case a.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		} else {
+			select {
+			case a.slots <- struct{}{}:
+			default:
+				rep.Waiting++ // all workers busy: next pass
+				continue
+			}
 		}
 		a.mu.Lock()
 		a.inflight[key] = true
@@ -370,6 +381,22 @@ func (a *Agent) dispatch(ctx context.Context, ready []*observation, rep *PassRep
 		}()
 	}
 }
+
+// givenUp counts shipments that failed maxOnceAttempts times (RunOnce).
+func (a *Agent) givenUp() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for k, r := range a.retry {
+		if r.attempts >= maxOnceAttempts && !a.inflight[k] {
+			n++
+		}
+	}
+	return n
+}
+
+// maxOnceAttempts is how often RunOnce tries a failing segment.
+const maxOnceAttempts = 3
 
 type retryState struct {
 	attempts int

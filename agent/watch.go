@@ -197,12 +197,15 @@ func (a *Agent) applyConfig(c Config) error {
 
 // RunOnce archives every segment that has rolled, waiting for ones that
 // have not settled yet, and returns what it did. A segment whose upload
-// fails is retried on the next pass, up to a few times.
+// fails is retried (with backoff) up to maxOnceAttempts times; the report's
+// Failed and Waiting say what is left undone.
 func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 	wait := a.startWork(ctx)
 	defer wait()
+	a.blockDispatch = true
+	defer func() { a.blockDispatch = false }()
 	total := &PassReport{}
-	for i := 0; ; i++ {
+	for {
 		rep, err := a.Pass(ctx)
 		if err != nil {
 			return total, err
@@ -216,21 +219,18 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		total.Lost += d.Lost
 		total.RawBytes += d.RawBytes
 		total.Stored += d.Stored
-		if rep.Started == 0 && rep.Waiting == 0 || i > 200 {
-			total.Failed = d.Failed
-			total.Errors = d.Errors
+		total.Errors = append(total.Errors, d.Errors...)
+		gaveUp := a.givenUp()
+		if rep.Started == 0 && rep.Waiting <= gaveUp {
+			total.Failed, total.Waiting = gaveUp, rep.Waiting-gaveUp
 			return total, nil
 		}
-		if d.Failed > 0 && i >= 3 { // give up after a few attempts at a failing upload
-			total.Failed = d.Failed
-			total.Errors = d.Errors
-			return total, nil
-		}
-		if rep.Started == 0 {
+		if rep.Started == 0 { // only unsettled or backing-off segments left
 			select {
 			case <-ctx.Done():
+				total.Waiting = rep.Waiting
 				return total, ctx.Err()
-			case <-time.After(min(max(a.cfg.SettleTime, 50*time.Millisecond), time.Second)):
+			case <-time.After(min(max(a.cfg.SettleTime, 100*time.Millisecond), time.Second)):
 			}
 		}
 	}

@@ -155,8 +155,8 @@ func runAgent(c *cli.Context) error {
 		}
 		fmt.Fprintf(c.App.Writer, "segvault agent --once: %d partitions, %d segments archived (%d bytes, %d stored), %d already archived, %d corrupt, %d lost, %d failed\n",
 			rep.Partitions, rep.Archived, rep.RawBytes, rep.Stored, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
-		if rep.Corrupt > 0 || rep.Failed > 0 {
-			return &exitError{code: exitFailure, err: errors.Join(append([]error{fmt.Errorf("%d corrupt and %d failed segments (see the log)", rep.Corrupt, rep.Failed)}, rep.Errors...)...)}
+		if rep.Corrupt > 0 || rep.Failed > 0 || rep.Waiting > 0 {
+			return &exitError{code: exitFailure, err: errors.Join(append([]error{fmt.Errorf("%d corrupt, %d failed and %d unfinished segments (see the log)", rep.Corrupt, rep.Failed, rep.Waiting)}, rep.Errors...)...)}
 		}
 		return nil
 	}
