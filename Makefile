@@ -27,7 +27,7 @@ FUZZTIME     ?= 10s
 export SEGVAULT_MINIO_BIN := $(MINIO)
 export SEGVAULT_TOXIPROXY_BIN := $(TOXIPROXY)
 
-.PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars kafka-jars-clean clean
+.PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars kafka-jars-clean packaging-tools clean
 
 all: build
 
@@ -80,7 +80,13 @@ kafka-jars-clean:
 
 ## test: the whole suite, against a real MinIO and real Kafka brokers. In CI
 ## (CI=true) a server that cannot start is a failure, never a skip.
-test: tools
+# Debian's packaging linters, for the package tests (installed if missing).
+PKG_TOOLS := lintian rpmlint rpm2cpio
+packaging-tools:
+	@missing=; for t in $(PKG_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+test: tools packaging-tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
@@ -120,7 +126,7 @@ package: $(NFPM)
 	VERSION=$(VERSION) NFPM=$(NFPM) GO=$(GO) bash packaging/build.sh
 
 ## test-install: install, upgrade, remove and purge the packages in a throwaway Debian root.
-test-install: package
+test-install: package $(MINIO)
 	bash packaging/test-install.sh
 
 clean:

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -63,15 +63,16 @@ type Agent struct {
 	// blockDispatch (RunOnce) makes a pass wait for free workers and ship
 	// everything ready, instead of leaving the rest to the next pass.
 	blockDispatch bool
-	workCtx  context.Context
+	workCtx       context.Context
 
-	mu        sync.Mutex
-	seen      map[string]*observation // rolled candidates not yet archived
-	ids       map[string]BrokerIdentity
-	roots     map[string]rootCapture
-	ready     bool
-	lastErr   error
-	partPaths map[string]bool // partition dirs seen in the last scan
+	mu               sync.Mutex
+	seen             map[string]*observation // rolled candidates not yet archived
+	ids              map[string]BrokerIdentity
+	roots            map[string]rootCapture
+	ready            bool
+	cacheBlindWarned bool
+	lastErr          error
+	partPaths        map[string]bool // partition dirs seen in the last scan
 }
 
 type observation struct {
@@ -134,6 +135,9 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	}
 	return a, nil
 }
+
+// LogDirs are the log dirs the agent archives (after server.properties).
+func (a *Agent) LogDirs() []string { return a.cfg.LogDirs }
 
 // Close flushes state.
 func (a *Agent) Close() error { return a.state.Close() }
@@ -255,6 +259,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	a.mu.Lock()
 	a.ready, a.lastErr = true, errors.Join(rep.Errors...)
 	a.mu.Unlock()
+	a.metrics.Ready.Set(1)
 	return rep, nil
 }
 

@@ -25,6 +25,8 @@ type Metrics struct {
 	RootCaptures     prometheus.Counter
 	InFlight         prometheus.Gauge
 	AlreadyInArchive prometheus.Counter
+	Ready            prometheus.Gauge
+	CacheBlind       prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: unregistered).
@@ -58,11 +60,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RootCaptures:     c("logdir_captures_total", "Log-dir root captures (meta.properties, checkpoints) uploaded."),
 		InFlight:         g("uploads_in_flight", "Segments being shipped now."),
 		AlreadyInArchive: c("already_archived_total", "Segments found already committed in the bucket (no upload)."),
+		Ready:            g("ready", "1 when the last scan of the log dirs succeeded (as /readyz)."),
+		CacheBlind:       g("page_cache_blind", "1 when the kernel hides page-cache residency from the agent (it cannot write Kafka's files), so it drops no pages."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SegmentsArchived, m.BytesArchived, m.BytesStored, m.Failures, m.CorruptSegments, m.Conflicts,
 			m.SegmentsLost, m.LagSegments, m.LagBytes, m.LagSeconds, m.LastSuccess, m.StagedBytes, m.ScanSeconds,
-			m.RollToArchive, m.PagesDropped, m.Partitions, m.Watches, m.PollingFallback, m.RootCaptures, m.InFlight, m.AlreadyInArchive)
+			m.RollToArchive, m.PagesDropped, m.Partitions, m.Watches, m.PollingFallback, m.RootCaptures, m.InFlight, m.AlreadyInArchive,
+			m.Ready, m.CacheBlind)
 	}
 	return m
 }

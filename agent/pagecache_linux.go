@@ -79,3 +79,30 @@ func lowerPriority() error {
 	}
 	return nil
 }
+
+// checkCacheVisibility warns once when the kernel hides page-cache
+// residency: since Linux 5.2 mincore reports every page of a file as
+// resident unless the caller could write it, so an agent that may only read
+// Kafka's files cannot tell its own pages from the broker's and, to be safe,
+// drops none.
+func (a *Agent) checkCacheVisibility(f *os.File, r residency) {
+	if r.vec == nil || len(r.vec) < 2 {
+		return
+	}
+	for _, v := range r.vec {
+		if v&1 == 0 {
+			return // the kernel shows real residency
+		}
+	}
+	if unix.Access(f.Name(), unix.W_OK) == nil {
+		return // all pages really are resident
+	}
+	a.mu.Lock()
+	warned := a.cacheBlindWarned
+	a.cacheBlindWarned = true
+	a.mu.Unlock()
+	if !warned {
+		a.metrics.CacheBlind.Set(1)
+		a.log.Warn("the kernel hides page-cache residency from the agent (it cannot write Kafka's files: mincore since Linux 5.2), so it drops no pages after reading; see OPERATIONS.md", "file", f.Name())
+	}
+}

@@ -62,6 +62,7 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 		of := openedFile{stat: fileStat{Name: fs.Name, Size: st.Size(), MTime: st.ModTime(), Ino: fs.Ino}, f: f}
 		if a.cfg.DropCache {
 			of.res = residentPages(f, st.Size())
+			a.checkCacheVisibility(f, of.res)
 		}
 		out = append(out, of)
 	}

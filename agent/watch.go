@@ -149,6 +149,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 			a.mu.Lock()
 			a.ready, a.lastErr = false, err
 			a.mu.Unlock()
+			a.metrics.Ready.Set(0)
 		}
 		if d := a.takeDone(); d.Archived+d.Corrupt+d.Lost+d.Failed > 0 {
 			a.log.Info("archived", "segments", d.Archived, "already", d.Already, "corrupt", d.Corrupt,

@@ -181,7 +181,7 @@ func runAgent(c *cli.Context) error {
 			reload <- nc
 		}
 	}()
-	log.Info("segvault agent started", "version", version, "log_dirs", cfg.LogDirs, "store", b.String())
+	log.Info("segvault agent started", "version", version, "log_dirs", a.LogDirs(), "store", b.String())
 	err = a.Run(ctx, reload)
 	log.Info("segvault agent stopped")
 	return err
