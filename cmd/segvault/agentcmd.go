@@ -68,7 +68,7 @@ Example:
       --state-dir /var/lib/segvault
   segvault agent --once --log-dirs /var/lib/kafka/data --bucket file:///backup/segvault --state-dir /tmp/sv`,
 		Flags:  flags,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before: loadConfigFile(flags),
 		Action: runAgent,
 	}
 }
@@ -204,7 +204,7 @@ func reloadConfig(c *cli.Context) (agent.Config, error) {
 	flags := agentFlags()
 	var cfg agent.Config
 	app := &cli.App{Name: "reload", Flags: flags, Writer: io.Discard, ErrWriter: io.Discard,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before: loadConfigFile(flags),
 		Action: func(nc *cli.Context) error { cfg = agentConfig(nc); return cfg.Validate() }}
 	return cfg, app.Run(append([]string{"reload"}, rest...))
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -18,6 +19,19 @@ func compileRegexp(flag, s string) (*regexp.Regexp, error) {
 		return nil, usageErr("--%s: %v", flag, err)
 	}
 	return re, nil
+}
+
+// loadConfigFile is the Before hook of every command with --config: it
+// applies the YAML file under the flags and the environment. A file that
+// cannot be read or parsed is a usage error (exit 2).
+func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
+	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))
+	return func(c *cli.Context) error {
+		if err := load(c); err != nil {
+			return usageErr("--config %s: %v", c.String("config"), err)
+		}
+		return nil
+	}
 }
 
 func configCommand() *cli.Command {
@@ -35,7 +49,7 @@ validates every option and prints the result.
 Example:
   segvault config check --config /etc/segvault/segvault.yaml`,
 			Flags:  flags,
-			Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+			Before: loadConfigFile(flags),
 			Action: runConfigCheck,
 		}},
 	}
@@ -84,13 +98,13 @@ func runConfigCheck(c *cli.Context) error {
 		if n == "once" || n == "config" {
 			continue
 		}
-		v := c.Value(n)
-		if secretFlags[n] && fmt.Sprint(v) != "" {
+		v := yamlValue(c.Value(n))
+		if secretFlags[n] && v != "" {
 			v = "<redacted>"
 		}
-		out, _ := yaml.Marshal(map[string]any{n: fmt.Sprint(v)})
-		if sl, ok := c.Value(n).(cli.StringSlice); ok {
-			out, _ = yaml.Marshal(map[string]any{n: sl.Value()})
+		out, err := yaml.Marshal(map[string]any{n: v})
+		if err != nil {
+			return err
 		}
 		fmt.Fprint(w, string(out))
 	}
@@ -100,4 +114,22 @@ func runConfigCheck(c *cli.Context) error {
 	}
 	fmt.Fprintln(w, "# configuration OK")
 	return nil
+}
+
+// yamlValue is a flag's value as the config file would spell it: numbers
+// and booleans as such, durations as "30s", lists as lists.
+func yamlValue(v any) any {
+	switch v := v.(type) {
+	case cli.StringSlice:
+		return append([]string{}, v.Value()...)
+	case *cli.StringSlice:
+		return append([]string{}, v.Value()...)
+	case []string:
+		return v
+	case time.Duration:
+		return v.String()
+	case string, bool, int, int64, float64:
+		return v
+	}
+	return fmt.Sprint(v)
 }

@@ -1,15 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
@@ -25,11 +27,18 @@ func lsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list what the archive holds: clusters, brokers, topics, partitions, offset and time ranges, gaps",
-		Description: `Example:
+		Description: `Prints one line per archived partition: its topic id, the brokers whose copies are archived,
+the segments (and KRaft snapshots), the offset and time range, raw and stored bytes, and GAPS:
+offset ranges missing from the archive ("100..199"), marked "(lost)" when the agent recorded
+that Kafka deleted the segment before it could be archived (a gap marker), and lost segments
+no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
+too. --json prints the same with the gap markers in full ("lost_segments").
+
+Examples:
   segvault ls --bucket s3://kafka-archive --s3-endpoint minio:9000 --s3-path-style
   segvault ls --bucket file:///backup/segvault --topic '^orders' --json`,
 		Flags:  flags,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before: loadConfigFile(flags),
 		Action: runLs,
 	}
 }
@@ -49,7 +58,90 @@ type lsPartition struct {
 	Bytes     int64         `json:"bytes"`
 	Stored    int64         `json:"stored_bytes"`
 	Gaps      []restore.Gap `json:"gaps,omitempty"`
+	Lost      []lsLost      `json:"lost_segments,omitempty"`
 	Older     int           `json:"other_incarnations,omitempty"`
+}
+
+// lsLost is a gap marker: a segment Kafka deleted before the agent could
+// archive it.
+type lsLost struct {
+	Broker     int32     `json:"broker_id"`
+	TopicID    string    `json:"topic_id"`
+	BaseOffset int64     `json:"base_offset"`
+	NextBase   int64     `json:"next_segment_base"`
+	Bytes      int64     `json:"bytes"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+	Key        string    `json:"key"`
+}
+
+// gapMarker is the object docs/FORMAT.md "Gap marker" describes
+// (gaps/<base>-<broker>.json).
+type gapMarker struct {
+	Format     string    `json:"format"`
+	Version    int       `json:"version"`
+	ClusterID  string    `json:"cluster_id"`
+	BrokerID   int32     `json:"broker_id"`
+	Topic      string    `json:"topic"`
+	Partition  int32     `json:"partition"`
+	TopicID    string    `json:"topic_id"`
+	BaseOffset int64     `json:"base_offset"`
+	NextBase   int64     `json:"next_segment_base"`
+	Bytes      int64     `json:"bytes"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}
+
+// gapMarkers reads every gap marker of a cluster, by partition
+// ("topic/partition"). Markers that are unreadable or of an unknown format
+// are reported on w and skipped.
+func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]gapMarker, error) {
+	prefix := layout.TopicsPrefix(cluster)
+	var keys []string
+	if err := b.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
+		// <topic>/<partition>/<topic-id>/gaps/<base>-<broker>.json
+		parts := strings.Split(strings.TrimPrefix(oi.Key, prefix), "/")
+		if len(parts) == 5 && parts[3] == "gaps" && strings.HasSuffix(parts[4], ".json") {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	out := map[string][]lsLost{}
+	first := map[string]gapMarker{}
+	for _, key := range keys {
+		parts := strings.Split(strings.TrimPrefix(key, prefix), "/")
+		if topics != nil && !topics.MatchString(parts[0]) {
+			continue
+		}
+		data, err := uploader.ReadAll(ctx, b, key, 1<<20)
+		if err != nil {
+			fmt.Fprintf(w, "segvault: gap marker %s: %v\n", key, err)
+			continue
+		}
+		var g gapMarker
+		if err := json.Unmarshal(data, &g); err != nil || g.Format != "segvault.gap" || g.Version != 1 {
+			fmt.Fprintf(w, "segvault: gap marker %s: not a segvault.gap version 1 object\n", key)
+			continue
+		}
+		if g.Topic != parts[0] || fmt.Sprint(g.Partition) != parts[1] {
+			fmt.Fprintf(w, "segvault: gap marker %s: names %s-%d, not the partition of its key\n", key, g.Topic, g.Partition)
+			continue
+		}
+		pk := g.Topic + "/" + parts[1]
+		if _, ok := first[pk]; !ok {
+			first[pk] = g
+		}
+		out[pk] = append(out[pk], lsLost{Broker: g.BrokerID, TopicID: g.TopicID, BaseOffset: g.BaseOffset, NextBase: g.NextBase,
+			Bytes: g.Bytes, Reason: g.Reason, At: g.At, Key: key})
+	}
+	for _, l := range out {
+		sort.Slice(l, func(i, j int) bool {
+			return l[i].BaseOffset < l[j].BaseOffset || l[i].BaseOffset == l[j].BaseOffset && l[i].Broker < l[j].Broker
+		})
+	}
+	return out, first, nil
 }
 
 func runLs(c *cli.Context) error {
@@ -63,7 +155,7 @@ func runLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var out []lsPartition
+	out := []lsPartition{}
 	for _, cl := range clusters {
 		if sel.Cluster != "" && cl != sel.Cluster {
 			continue
@@ -79,9 +171,16 @@ func runLs(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		lost, lostMeta, err := gapMarkers(ctx, b, layout, cl, s.Topics, c.App.ErrWriter)
+		if err != nil {
+			return err
+		}
 		for _, p := range plan.Partitions {
+			pk := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 			lp := lsPartition{Cluster: cl, Topic: p.Topic, Partition: p.Partition, TopicID: p.TopicID, Brokers: p.Brokers,
-				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: p.Gaps, Older: p.Incarnation}
+				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: p.Gaps,
+				Lost: lost[pk], Older: p.Incarnation}
+			delete(lost, pk)
 			var ft, lt int64 = -1, -1
 			for _, s := range p.Segments {
 				sum := s.Manifest.Summary
@@ -103,6 +202,11 @@ func runLs(c *cli.Context) error {
 			}
 			out = append(out, lp)
 		}
+		for pk, l := range lost { // partitions whose every archived segment was lost
+			g := lostMeta[pk]
+			out = append(out, lsPartition{Cluster: cl, Topic: g.Topic, Partition: g.Partition, TopicID: g.TopicID, Brokers: []int32{},
+				First: -1, Last: -1, Lost: l})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -117,12 +221,44 @@ func runLs(c *cli.Context) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tPARTITION\tTOPIC ID\tBROKERS\tSEGMENTS\tOFFSETS\tTIME RANGE\tBYTES\tSTORED\tGAPS")
 	for _, p := range out {
-		var gaps []string
-		for _, g := range p.Gaps {
-			gaps = append(gaps, fmt.Sprintf("%d..%d", g.From, g.To-1))
+		offsets, times := fmt.Sprintf("%d..%d", p.First, p.Last), p.FirstTime+".."+p.LastTime
+		if p.Segments == 0 {
+			offsets, times = "-", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s-%d\t%s\t%v\t%d\t%d..%d\t%s..%s\t%d\t%d\t%s\n", p.Cluster, p.Topic, p.Partition, p.TopicID, p.Brokers,
-			p.Segments, p.First, p.Last, p.FirstTime, p.LastTime, p.Bytes, p.Stored, strings.Join(gaps, ","))
+		fmt.Fprintf(tw, "%s\t%s-%d\t%s\t%v\t%d\t%s\t%s\t%d\t%d\t%s\n", p.Cluster, p.Topic, p.Partition, p.TopicID, p.Brokers,
+			p.Segments, offsets, times, p.Bytes, p.Stored, gapsText(p))
 	}
 	return tw.Flush()
+}
+
+// gapsText renders a partition's GAPS column: the offset ranges missing from
+// the archive, "(lost)" when a gap marker explains one, and the lost
+// segments no such range covers (another replica's copy filled them, or they
+// lie outside the archived range) as "lost:FROM..TO".
+func gapsText(p lsPartition) string {
+	var out []string
+	used := make([]bool, len(p.Lost))
+	for _, g := range p.Gaps {
+		s := fmt.Sprintf("%d..%d", g.From, g.To-1)
+		for i, l := range p.Lost {
+			if l.BaseOffset < g.To && (l.NextBase > g.From || l.NextBase <= l.BaseOffset && l.BaseOffset >= g.From) {
+				used[i] = true
+				if !strings.HasSuffix(s, "(lost)") {
+					s += "(lost)"
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	for i, l := range p.Lost {
+		if used[i] {
+			continue
+		}
+		if l.NextBase > l.BaseOffset {
+			out = append(out, fmt.Sprintf("lost:%d..%d", l.BaseOffset, l.NextBase-1))
+		} else {
+			out = append(out, fmt.Sprintf("lost:%d..?", l.BaseOffset))
+		}
+	}
+	return strings.Join(out, ",")
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/restore"
@@ -57,7 +56,7 @@ Examples:
   segvault restore --bucket s3://kafka-archive --topic '^orders$' --to-time 2026-11-20T09:00:00Z \
       --topic-id orders=Q2zXW7oBTcOxqgTQdD4t5g -t /var/lib/kafka/data --dry-run`,
 		Flags:  flags,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before: loadConfigFile(flags),
 		Action: runRestore,
 	}
 }

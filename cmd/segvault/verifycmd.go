@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,7 +14,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/segment"
@@ -33,22 +33,30 @@ func verifyCommand() *cli.Command {
 		Usage:     "check Kafka log files offline, or scrub the archive",
 		ArgsUsage: "PATH...",
 		Description: `Checks segment files, partition dirs or whole log dirs without a broker: every batch's framing,
-length, magic, CRC and offsets (--deep: every record), the .index/.timeindex/.txnindex files
-against their .log, producer snapshots, leader-epoch-checkpoint, partition.metadata,
-meta.properties and the offset checkpoints. A file still being written (a torn tail in a
-partition's last segment) is reported, not counted as corruption.
+length, magic, CRC and offsets (--deep: every record decompressed and parsed), the
+.index/.timeindex/.txnindex files against their .log, producer snapshots, KRaft snapshots
+(<offset>-<epoch>.checkpoint, bootstrap.checkpoint: also their SnapshotHeader and
+SnapshotFooter), leader-epoch-checkpoint, partition.metadata, meta.properties and the offset
+checkpoints. An index file given on its own is checked against its .log too. A file still
+being written (a torn tail in a partition's last segment) is reported as TRUNCATED, not
+counted as corruption; the last segment's indexes, still growing, are not checked.
+
+Prints one line per file (STATUS KIND BYTES BATCHES RECORDS PATH), then the problems, each
+naming the file and byte position, then a summary; --json prints the same as a JSON array.
 
 With --scrub it reads the archive instead: every (or a --sample of) object is downloaded and
 checked against its manifest's sizes and digests, and every .log is re-validated.
 
-Exit status: 0 all good, 1 corruption found, 2 usage or I/O errors.
+Exit status: 0 all good (truncated active segments included), 1 corruption found, 2 usage or
+I/O errors.
 
 Examples:
   segvault verify /var/lib/kafka/data
   segvault verify --deep /var/lib/kafka/data/orders-3/00000000000000120000.log
+  segvault verify --json /var/lib/kafka/data/orders-3 | jq '.[] | select(.status != "ok")'
   segvault verify --scrub --bucket s3://kafka-archive --sample 0.1`,
 		Flags:  flags,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before: loadConfigFile(flags),
 		Action: runVerify,
 	}
 }
@@ -71,7 +79,7 @@ func runVerify(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageErr("verify: give at least one PATH (a file, partition dir or log dir), or --scrub")
 	}
-	var results []fileResult
+	results := []fileResult{}
 	for _, p := range c.Args().Slice() {
 		r, err := verifyPath(p, c.Bool("deep"))
 		if err != nil {
@@ -129,6 +137,13 @@ func verifyPath(p string, deep bool) ([]fileResult, error) {
 		return nil, err
 	}
 	if !fi.IsDir() {
+		n, ok := segment.ParseFileName(filepath.Base(p))
+		switch {
+		case ok && n.Suffix == "" && n.Kind == segment.KindLog:
+			return verifySegment(p, deep, isActiveSegment(p)), nil
+		case ok && n.Suffix == "" && isIndexKind(n.Kind):
+			return verifyIndexAlone(p, n), nil
+		}
 		return []fileResult{verifyFile(p, deep, false)}, nil
 	}
 	if _, ok := segment.ParseDirName(filepath.Base(p)); ok {
@@ -151,7 +166,7 @@ func verifyPath(p string, deep bool) ([]fileResult, error) {
 			}
 			continue
 		}
-		if isRootFile(e.Name()) {
+		if isRootFile(e.Name()) || e.Name() == bootstrapCheckpoint {
 			out = append(out, verifyFile(full, deep, false))
 		}
 	}
@@ -168,6 +183,10 @@ func isRootFile(name string) bool {
 		}
 	}
 	return false
+}
+
+func isIndexKind(k segment.FileKind) bool {
+	return k == segment.KindIndex || k == segment.KindTimeIndex || k == segment.KindTxnIndex
 }
 
 // verifyPartition checks every file of a partition dir; a torn tail is
@@ -197,19 +216,150 @@ func verifyPartition(dir string, deep bool) ([]fileResult, error) {
 		if ok && n.Suffix != "" {
 			continue // Kafka's transient files: not part of the log
 		}
-		if ok && (n.Kind == segment.KindIndex || n.Kind == segment.KindTimeIndex || n.Kind == segment.KindTxnIndex) {
+		if ok && isIndexKind(n.Kind) {
 			continue // checked with their .log
 		}
 		if !ok && e.Name() != index.LeaderEpochCheckpointFile && e.Name() != index.PartitionMetadataFile {
 			continue
 		}
-		isLast := ok && n.Kind == segment.KindLog && n.BaseOffset == active
-		out = append(out, verifyFile(filepath.Join(dir, e.Name()), deep, isLast))
+		full := filepath.Join(dir, e.Name())
+		if ok && n.Kind == segment.KindLog {
+			out = append(out, verifySegment(full, deep, n.BaseOffset == active)...)
+			continue
+		}
+		out = append(out, verifyFile(full, deep, false))
 	}
 	return out, nil
 }
 
-// verifyFile checks one file by its name; .log files bring their indexes.
+// verifySegment checks a .log, then, for a rolled segment, its index files
+// against it (one row each). The active segment's indexes are preallocated
+// and still growing: not checked.
+func verifySegment(path string, deep, active bool) []fileResult {
+	res := verifyFile(path, deep, active)
+	n, _ := segment.ParseFileName(filepath.Base(path))
+	if active {
+		return []fileResult{res}
+	}
+	return append([]fileResult{res}, sideResults(path, n.BaseOffset, res.Status == "ok", allSideFiles)...)
+}
+
+// verifyIndexAlone checks an index file given on its own: against its .log
+// when that is present and rolled, else its structure only.
+func verifyIndexAlone(path string, n segment.FileName) []fileResult {
+	logPath := strings.TrimSuffix(path, n.Kind.Ext()) + segment.KindLog.Ext()
+	_, err := os.Stat(logPath)
+	return sideResults(logPath, n.BaseOffset, err == nil && !isActiveSegment(logPath), n.Kind)
+}
+
+// allSideFiles asks sideResults for every index file of a segment.
+const allSideFiles = segment.KindUnknown
+
+// sideResults checks the index files (all present ones, or the one of kind
+// only) of the segment at logPath: against the .log when againstLog (a
+// rolled segment whose .log is valid), else their structure only.
+func sideResults(logPath string, base int64, againstLog bool, only segment.FileKind) []fileResult {
+	stem := strings.TrimSuffix(logPath, segment.KindLog.Ext())
+	var files index.SideFiles
+	var out []fileResult
+	slot := map[segment.FileKind]int{}
+	for _, k := range []segment.FileKind{segment.KindIndex, segment.KindTimeIndex, segment.KindTxnIndex} {
+		if only != allSideFiles && k != only {
+			continue
+		}
+		p := stem + k.Ext()
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		r := fileResult{Path: p, Kind: k.String(), Bytes: int64(len(data)), Status: "ok"}
+		if err != nil {
+			r.Status, r.Detail = "error", err.Error()
+			out = append(out, r)
+			continue
+		}
+		switch k {
+		case segment.KindIndex:
+			files.Index = data
+		case segment.KindTimeIndex:
+			files.TimeIndex = data
+		case segment.KindTxnIndex:
+			files.TxnIndex = data
+		}
+		slot[k] = len(out)
+		out = append(out, r)
+	}
+	if len(slot) == 0 {
+		return out
+	}
+	if !againstLog {
+		for k, i := range slot {
+			var err error
+			switch k {
+			case segment.KindIndex:
+				_, err = index.ParseOffsetIndex(out[i].Path, files.Index, base)
+			case segment.KindTimeIndex:
+				_, err = index.ParseTimeIndex(out[i].Path, files.TimeIndex, base)
+			case segment.KindTxnIndex:
+				_, err = index.ParseTxnIndex(out[i].Path, files.TxnIndex, base)
+			}
+			if err != nil {
+				out[i].Status, out[i].Detail = "corrupt", err.Error()
+			}
+		}
+		return out
+	}
+	setAll := func(status, detail string) []fileResult {
+		for _, i := range slot {
+			out[i].Status, out[i].Detail = status, detail
+		}
+		return out
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return setAll("error", err.Error())
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return setAll("error", err.Error())
+	}
+	rep, err := index.VerifySegment(f, fi.Size(), logPath, files, index.VerifyOptions{BaseOffset: base})
+	if err != nil && !errors.Is(err, index.ErrCorruptIndex) {
+		var ce *segment.CorruptionError
+		if errors.As(err, &ce) {
+			return setAll("corrupt", "cannot be checked against its .log: "+err.Error())
+		}
+		return setAll("error", err.Error())
+	}
+	for k, i := range slot {
+		fr := rep.Index
+		switch k {
+		case segment.KindTimeIndex:
+			fr = rep.TimeIndex
+		case segment.KindTxnIndex:
+			fr = rep.TxnIndex
+		}
+		if !fr.Corrupt {
+			continue
+		}
+		out[i].Status, out[i].Detail = "corrupt", out[i].Path+": corrupt"
+		for _, pr := range fr.Problems {
+			if pr.Corrupt {
+				out[i].Detail = fmt.Sprintf("%s: entry %d at byte %d: %s check failed: %s", out[i].Path, pr.Entry, pr.Pos, pr.Check, pr.Detail)
+				if pr.Entry < 0 {
+					out[i].Detail = fmt.Sprintf("%s: byte %d: %s check failed: %s", out[i].Path, pr.Pos, pr.Check, pr.Detail)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// verifyFile checks one file by its name: a .log or KRaft snapshot's
+// batches (active marks a partition's last segment, whose torn tail is
+// expected), or a side file's format.
 func verifyFile(path string, deep, active bool) fileResult {
 	res := fileResult{Path: path, Status: "ok"}
 	data, size, f, err := openForVerify(path)
@@ -226,7 +376,11 @@ func verifyFile(path string, deep, active bool) fileResult {
 		res.Status, res.Detail = "corrupt", err.Error()
 		return res
 	}
-	if n, ok := segment.ParseFileName(name); ok {
+	n, ok := segment.ParseFileName(name)
+	if !ok && name == bootstrapCheckpoint {
+		n, ok = segment.FileName{BaseOffset: -1, Kind: segment.KindCheckpoint}, true
+	}
+	if ok {
 		res.Kind = n.Kind.String()
 		switch n.Kind {
 		case segment.KindLog, segment.KindCheckpoint:
@@ -250,17 +404,31 @@ func verifyFile(path string, deep, active bool) fileResult {
 				res.Status, res.Detail = "error", err.Error()
 				return res
 			}
-			if n.Kind == segment.KindLog {
-				if err := verifyIndexes(path, f, size, n.BaseOffset, active); err != nil {
+			if n.Kind == segment.KindCheckpoint {
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					res.Status, res.Detail = "error", err.Error()
+					return res
+				}
+				if _, err := index.VerifyKRaftSnapshot(f, size, path); err != nil {
 					return fail(err)
 				}
+			}
+		case segment.KindIndex:
+			if _, err := index.ParseOffsetIndex(path, data, n.BaseOffset); err != nil {
+				return fail(err)
+			}
+		case segment.KindTimeIndex:
+			if _, err := index.ParseTimeIndex(path, data, n.BaseOffset); err != nil {
+				return fail(err)
+			}
+		case segment.KindTxnIndex:
+			if _, err := index.ParseTxnIndex(path, data, n.BaseOffset); err != nil {
+				return fail(err)
 			}
 		case segment.KindSnapshot:
 			if _, err := index.DecodeProducerSnapshot(path, data); err != nil {
 				return fail(err)
 			}
-		default:
-			res.Status, res.Detail = "ok", ""
 		}
 		return res
 	}
@@ -284,6 +452,33 @@ func verifyFile(path string, deep, active bool) fileResult {
 	return res
 }
 
+// isActiveSegment reports whether a .log is the last segment of a partition
+// dir: the one Kafka may still be appending to.
+func isActiveSegment(logPath string) bool {
+	abs, err := filepath.Abs(logPath)
+	if err != nil {
+		return false
+	}
+	dir := filepath.Dir(abs)
+	if _, ok := segment.ParseDirName(filepath.Base(dir)); !ok {
+		return false
+	}
+	n, ok := segment.ParseFileName(filepath.Base(abs))
+	if !ok || n.Kind != segment.KindLog || n.Suffix != "" {
+		return false
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if m, ok := segment.ParseFileName(e.Name()); ok && m.Kind == segment.KindLog && m.Suffix == "" && m.BaseOffset > n.BaseOffset {
+			return false
+		}
+	}
+	return true
+}
+
 // openForVerify opens .log-like files for streaming and reads small ones.
 func openForVerify(path string) ([]byte, int64, *os.File, error) {
 	f, err := os.Open(path)
@@ -295,48 +490,12 @@ func openForVerify(path string) ([]byte, int64, *os.File, error) {
 		f.Close()
 		return nil, 0, nil, err
 	}
-	if n, ok := segment.ParseFileName(filepath.Base(path)); ok && (n.Kind == segment.KindLog || n.Kind == segment.KindCheckpoint) {
+	if n, ok := segment.ParseFileName(filepath.Base(path)); ok && (n.Kind == segment.KindLog || n.Kind == segment.KindCheckpoint) || filepath.Base(path) == bootstrapCheckpoint {
 		return nil, fi.Size(), f, nil
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, 256<<20))
 	return data, fi.Size(), nil, err
-}
-
-// verifyIndexes checks a segment's .index/.timeindex/.txnindex against it.
-// The active segment's indexes are preallocated and still growing: skipped.
-func verifyIndexes(logPath string, f *os.File, size, base int64, active bool) error {
-	if active {
-		return nil
-	}
-	read := func(ext string) []byte {
-		b, err := os.ReadFile(strings.TrimSuffix(logPath, ".log") + ext)
-		if err != nil {
-			return nil
-		}
-		return b
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	rep, err := index.VerifySegment(f, size, logPath, index.SideFiles{Index: read(".index"), TimeIndex: read(".timeindex"), TxnIndex: read(".txnindex")},
-		index.VerifyOptions{BaseOffset: base})
-	if err != nil {
-		return err
-	}
-	if rep.Corrupt() {
-		var msgs []string
-		for _, fr := range []index.FileReport{rep.Index, rep.TimeIndex, rep.TxnIndex} {
-			for _, pr := range fr.Problems {
-				if pr.Corrupt {
-					msgs = append(msgs, fmt.Sprintf("%s: byte %d (entry %d): %s check failed: %s", fr.Name, pr.Pos, pr.Entry, pr.Check, pr.Detail))
-					break
-				}
-			}
-		}
-		return errors.New(strings.Join(msgs, "; "))
-	}
-	return nil
 }
 
 // runScrub re-reads the archive and checks it against its manifests.
