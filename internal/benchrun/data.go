@@ -132,7 +132,11 @@ func (h *harness) makeDatasets(ctx context.Context) error {
 	}
 	for _, c := range verifyCodecs {
 		p := filepath.Join(vdir, c+".log")
-		if _, _, err := tile(h.tpl[c], h.sz.VerifyBytes, p); err != nil {
+		n := h.sz.VerifyBytes
+		if c == "none" {
+			n = h.sz.ShallowBytes // shallow verify on a page-cached 1 GiB segment (full mode)
+		}
+		if _, _, err := tile(h.tpl[c], n, p); err != nil {
 			return err
 		}
 		h.verifyFile[c] = p

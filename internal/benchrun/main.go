@@ -46,6 +46,7 @@ type sizes struct {
 	BigSegmentBytes  int64   `json:"big_segment_bytes"`  // each of the "large segment" files
 	SmallCopies      int     `json:"small_partitions"`   // partitions of 1 MiB segments
 	VerifyBytes      int64   `json:"verify_bytes"`       // per-codec verification file
+	ShallowBytes     int64   `json:"shallow_bytes"`      // the uncompressed file, for shallow verify vs the floor
 	ScanPartitions   int     `json:"scan_partitions"`    // startup-scan tree
 	ScanSegments     int     `json:"scan_segments_each"` // rolled segments per partition in it
 	Rolls            int     `json:"rolls"`              // roll-to-archive samples
@@ -56,10 +57,10 @@ type sizes struct {
 
 func modeSizes(quick bool) sizes {
 	if quick {
-		return sizes{Mode: "quick", BigSegmentBytes: 64 << 20, SmallCopies: 8, VerifyBytes: 16 << 20,
+		return sizes{Mode: "quick", BigSegmentBytes: 64 << 20, SmallCopies: 8, VerifyBytes: 16 << 20, ShallowBytes: 16 << 20,
 			ScanPartitions: 2000, ScanSegments: 5, Rolls: 3, PageCacheParts: 4, VerifyRounds: 3, VerifyMinSeconds: 0.25}
 	}
-	return sizes{Mode: "full", BigSegmentBytes: 1 << 30, SmallCopies: 128, VerifyBytes: 128 << 20,
+	return sizes{Mode: "full", BigSegmentBytes: 1 << 30, SmallCopies: 128, VerifyBytes: 128 << 20, ShallowBytes: 1 << 30,
 		ScanPartitions: 10000, ScanSegments: 5, Rolls: 8, PageCacheParts: 16, VerifyRounds: 3, VerifyMinSeconds: 0.5}
 }
 
