@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/segvault/segvault/internal/fsutil"
 )
 
 // staging protects rolled, not-yet-archived segments from Kafka's retention:
@@ -122,7 +124,7 @@ func (s *staging) stage(c *candidate) (bool, string, error) {
 		}
 	}
 	meta, _ := json.Marshal(c)
-	if err := WriteFileAtomic(filepath.Join(d, s.metaName(c)), meta, 0o640); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(d, s.metaName(c)), meta, 0o640); err != nil {
 		s.unstage(c)
 		return false, "", err
 	}

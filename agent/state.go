@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/segvault/segvault/internal/fsutil"
 )
 
 // State records which segment versions this agent has committed (or found
@@ -176,7 +178,7 @@ func (s *State) compactLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(s.dir, "snapshot.json"), data, 0o640); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, "snapshot.json"), data, 0o640); err != nil {
 		return fmt.Errorf("write state snapshot: %w", err)
 	}
 	if s.journal != nil {
@@ -187,7 +189,7 @@ func (s *State) compactLocked() error {
 		return fmt.Errorf("open state journal: %w", err)
 	}
 	s.journal, s.appends = f, 0
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }
 
 // Close flushes a final snapshot.
@@ -200,44 +202,6 @@ func (s *State) Close() error {
 		s.journal = nil
 	}
 	return err
-}
-
-// WriteFileAtomic writes data to path crash-safely: a temp file in the same
-// dir, fsync, close, rename over path, fsync the dir.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // sweepTemp removes temp files a crash left behind.

@@ -28,31 +28,41 @@ import (
 // returns the store's root dir.
 func archive(t *testing.T) (root string) {
 	t.Helper()
-	src := filepath.Join(t.TempDir(), "kafka-logs")
-	_, err := brokersim.Generate(context.Background(), brokersim.Config{Dir: src, NodeID: 1, SegmentBytes: 32 << 10, Seed: 1,
+	root, _, _ = archiveWith(t, brokersim.Config{NodeID: 1, SegmentBytes: 32 << 10, Seed: 1,
 		Topics: []brokersim.TopicSpec{{Name: "orders", Partitions: 2, Codec: "none", Records: 1500}}})
+	return root
+}
+
+// archiveWith generates a log dir with brokersim (cfg.Dir is set here),
+// archives its rolled segments into a local store with the real agent, and
+// returns the store's root, the store and what brokersim produced.
+func archiveWith(t *testing.T, cfg brokersim.Config) (string, *uploader.Local, *brokersim.Result) {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Dir = filepath.Join(t.TempDir(), "kafka-logs")
+	res, err := brokersim.Generate(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root = filepath.Join(t.TempDir(), "archive")
+	root := filepath.Join(t.TempDir(), "archive")
 	b, err := uploader.NewLocal(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := agent.Defaults()
-	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority = []string{src}, "file://"+root, t.TempDir(), 0, false
+	ac := agent.Defaults()
+	ac.LogDirs, ac.Bucket, ac.StateDir, ac.SettleTime, ac.LowPriority = []string{cfg.Dir}, "file://"+root, t.TempDir(), 0, false
 	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: t.TempDir()})
-	a, err := agent.New(context.Background(), cfg, agent.NewArchive(b, enc, uploader.EncodeOptions{Compression: uploader.CompressionZstd, Level: 1}),
+	a, err := agent.New(ctx, ac, agent.NewArchive(b, enc, uploader.EncodeOptions{Compression: uploader.CompressionZstd, Level: 1}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	rep, err := a.RunOnce(context.Background())
-	if err != nil || rep.Archived < 4 {
+	rep, err := a.RunOnce(ctx)
+	if err != nil || rep.Archived == 0 || rep.Failed+rep.Corrupt > 0 {
 		t.Fatalf("archive: %+v %v", rep, err)
 	}
-	return root
+	return root, b, res
 }
 
 func run(t *testing.T, root, target string, opts restore.Options) (*restore.Report, error) {

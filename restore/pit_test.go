@@ -3,15 +3,12 @@ package restore_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 
-	"github.com/segvault/segvault/agent"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
@@ -91,25 +88,9 @@ func readCommitted(t *testing.T, dir string, keep func(b *segment.Batch) bool) [
 // producer sent and not an aborted one; and the indexes verify.
 func TestPointInTimeTransactional(t *testing.T) {
 	ctx := context.Background()
-	src := filepath.Join(t.TempDir(), "kafka-logs")
-	res, err := brokersim.Generate(ctx, brokersim.Config{Dir: src, NodeID: 1, SegmentBytes: 24 << 10, Seed: 4,
+	_, b, res := archiveWith(t, brokersim.Config{NodeID: 1, SegmentBytes: 24 << 10, Seed: 4,
 		Topics: []brokersim.TopicSpec{{Name: "pay", Codec: "none", Transactional: true, Producers: 2, AbortEvery: 3, TxnBatches: 2, Records: 6000, BatchRecords: 20}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(t.TempDir(), "archive")
-	b, _ := uploader.NewLocal(root)
-	cfg := agent.Defaults()
-	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority = []string{src}, "file://"+root, t.TempDir(), 0, false
-	a, err := agent.New(ctx, cfg, agent.NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}),
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
+	src := res.Dir
 	p := res.Partition("pay", 0)
 	produced := map[int64]brokersim.Record{}
 	for _, r := range p.Records {

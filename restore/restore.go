@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -280,7 +281,7 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 	if err := os.Rename(tmp, final); err != nil {
 		return res, err
 	}
-	return res, syncDir(j.target)
+	return res, fsutil.SyncDir(j.target)
 }
 
 // fetchFile downloads one file into dir, verified; a file already there with
@@ -535,7 +536,7 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 				return err
 			}
 		}
-		if err := syncDir(t); err != nil {
+		if err := fsutil.SyncDir(t); err != nil {
 			return err
 		}
 	}
@@ -572,16 +573,7 @@ func syncTree(dir string) error {
 			return err
 		}
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.SyncDir(dir)
 }
 
 type progressWriter struct{ p *Progress }

@@ -2,13 +2,10 @@ package restore_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/segvault/segvault/agent"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
@@ -21,25 +18,8 @@ import (
 // restore of one topic lands under its new name.
 func TestWholeBrokerTwoLogDirs(t *testing.T) {
 	ctx := context.Background()
-	src := filepath.Join(t.TempDir(), "kafka-logs")
-	res, err := brokersim.Generate(ctx, brokersim.Config{Dir: src, NodeID: 9, SegmentBytes: 16 << 10, Seed: 2,
+	_, b, res := archiveWith(t, brokersim.Config{NodeID: 9, SegmentBytes: 16 << 10, Seed: 2,
 		Topics: []brokersim.TopicSpec{{Name: "a", Partitions: 3, Records: 1500}, {Name: "b", Partitions: 3, Codec: "none", Records: 1500, ValueBytes: 150}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(t.TempDir(), "archive")
-	b, _ := uploader.NewLocal(root)
-	cfg := agent.Defaults()
-	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority = []string{src}, "file://"+root, t.TempDir(), 0, false
-	a, err := agent.New(ctx, cfg, agent.NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}),
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
 	s := restore.NewSource(b, uploader.DecodeOptions{})
 	plan, err := restore.MakePlan(ctx, s, uploader.NewLayout(""), restore.Selection{Broker: 9, Metadata: true}, 2)
 	if err != nil {
