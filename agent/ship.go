@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -225,4 +224,3 @@ func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
 	return ps
 }
 
-var _ hash.Hash = sha256.New()
