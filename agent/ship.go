@@ -223,4 +223,3 @@ func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
 	}
 	return ps
 }
-
