@@ -86,7 +86,7 @@ func lowerPriority() error {
 // Kafka's files cannot tell its own pages from the broker's and, to be safe,
 // drops none.
 func (a *Agent) checkCacheVisibility(f *os.File, r residency) {
-	if r.vec == nil || len(r.vec) < 2 {
+	if len(r.vec) < 2 {
 		return
 	}
 	for _, v := range r.vec {
