@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/segment"
+	"github.com/segvault/segvault/uploader"
 )
 
 // TestMain lets the test binary act as a "broker" holding a POSIX lock on a
@@ -266,4 +271,43 @@ func count(r residency) int {
 func evict(f *os.File, size int64) {
 	all := residency{size: size, vec: make([]byte, (size+pageSize-1)/pageSize)}
 	dropNewPages(f, all)
+}
+
+// TestOffsetBeyondNextSegment: a damaged baseOffset (outside the CRC) that
+// pushes a rolled segment's offsets past the next segment's base is caught
+// before upload.
+func TestOffsetBeyondNextSegment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	res, err := brokersim.Generate(context.Background(), brokersim.Config{Dir: dir, NodeID: 1, SegmentBytes: 16 << 10,
+		Topics: []brokersim.TopicSpec{{Name: "t", Records: 800}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Partition("t", 0)
+	path := filepath.Join(p.Dir, segment.FormatName(p.Segments[0], segment.KindLog))
+	data, _ := os.ReadFile(path)
+	// Find the last batch and raise its base offset past the next segment's base.
+	r := segment.NewReader(bytes.NewReader(data), int64(len(data)), path, segment.ReaderOptions{BaseOffset: p.Segments[0]})
+	var last int64
+	for r.Next() {
+		last = r.Batch().Pos
+	}
+	binary.BigEndian.PutUint64(data[last:], uint64(p.Segments[1]+5))
+	os.WriteFile(path, data, 0o644)
+	if _, err := segment.Scan(bytes.NewReader(data), int64(len(data)), path, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: p.Segments[0]}}); err != nil {
+		t.Fatalf("the .log alone should look valid (baseOffset is outside the CRC): %v", err)
+	}
+	b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
+	cfg := Defaults()
+	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority = []string{dir}, "file://x", t.TempDir(), 0, false
+	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rep, err := a.RunOnce(context.Background())
+	if err != nil || rep.Corrupt != 1 {
+		t.Fatalf("want the damaged segment reported corrupt: %+v %v", rep, err)
+	}
 }

@@ -120,6 +120,12 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		return shipResult{}, fmt.Errorf("validate: %w", err)
 	}
 	rawSHA := hex.EncodeToString(sha.Sum(nil))
+	// The batch header's baseOffset is outside Kafka's CRC: a rolled
+	// segment's offsets must end below the base of the segment after it.
+	if c.Kind == uploader.KindSegment && c.NextBase >= 0 && sum.LastOffset >= c.NextBase {
+		return shipResult{status: statusCorrupt, detail: fmt.Sprintf("%s: last offset %d is not below the next segment's base offset %d (a base offset outside the CRC is damaged)",
+			c.path(main.stat.Name), sum.LastOffset, c.NextBase)}, nil
+	}
 	if c.NextBase < 0 { // an active segment of a stopped broker
 		c.NextBase = c.Base
 		if sum.LastOffset >= 0 {
