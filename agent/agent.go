@@ -540,27 +540,11 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 	return n
 }
 
-// GapMarker is the object recording a segment lost before archiving.
-type GapMarker struct {
-	Format     string    `json:"format"` // "segvault.gap"
-	Version    int       `json:"version"`
-	ClusterID  string    `json:"cluster_id"`
-	BrokerID   int32     `json:"broker_id"`
-	Topic      string    `json:"topic"`
-	Partition  int32     `json:"partition"`
-	TopicID    string    `json:"topic_id"`
-	BaseOffset int64     `json:"base_offset"`
-	NextBase   int64     `json:"next_segment_base"`
-	Bytes      int64     `json:"bytes"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at"`
-}
-
 func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity, why string) {
 	a.metrics.SegmentsLost.Inc()
 	a.log.Error("segment lost before it was archived", "topic", c.Dir.Topic, "partition", c.Dir.Partition,
 		"base_offset", c.Base, "bytes", c.Files[0].Size, "why", why)
-	g := GapMarker{Format: "segvault.gap", Version: 1, ClusterID: id.ClusterID, BrokerID: id.BrokerID, Topic: c.Dir.Topic,
+	g := uploader.GapMarker{Format: uploader.GapMarkerFormat, Version: uploader.ManifestVersion, ClusterID: id.ClusterID, BrokerID: id.BrokerID, Topic: c.Dir.Topic,
 		Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, NextBase: c.NextBase, Bytes: c.Files[0].Size,
 		Reason: why, At: time.Now().UTC()}
 	data, _ := json.MarshalIndent(g, "", " ")

@@ -13,6 +13,7 @@ import (
 const (
 	SegmentManifestFormat = "segvault.segment"
 	LogDirManifestFormat  = "segvault.logdir"
+	GapMarkerFormat       = "segvault.gap"
 	ManifestVersion       = 1
 )
 
@@ -123,6 +124,36 @@ type LogDirManifest struct {
 	CapturedAt  time.Time    `json:"captured_at"`
 	Agent       string       `json:"agent"`
 	Files       []InlineFile `json:"files"`
+}
+
+// GapMarker records a rolled segment Kafka deleted before it could be
+// archived (docs/FORMAT.md, "Gap marker"), so the loss is visible in the
+// archive and not only in an agent's log.
+type GapMarker struct {
+	Format     string    `json:"format"` // GapMarkerFormat
+	Version    int       `json:"version"`
+	ClusterID  string    `json:"cluster_id"`
+	BrokerID   int32     `json:"broker_id"`
+	Topic      string    `json:"topic"`
+	Partition  int32     `json:"partition"`
+	TopicID    string    `json:"topic_id"`
+	BaseOffset int64     `json:"base_offset"`
+	NextBase   int64     `json:"next_segment_base"`
+	Bytes      int64     `json:"bytes"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}
+
+// DecodeGapMarker parses and checks a gap marker read from key.
+func DecodeGapMarker(key string, data []byte) (*GapMarker, error) {
+	var g GapMarker
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, fmt.Errorf("gap marker %s: %w", key, err)
+	}
+	if g.Format != GapMarkerFormat || g.Version != ManifestVersion {
+		return nil, fmt.Errorf("gap marker %s: not a %s version %d object", key, GapMarkerFormat, ManifestVersion)
+	}
+	return &g, nil
 }
 
 // MaxManifestSize bounds how much of a manifest object is read.

@@ -37,7 +37,7 @@ func TestLsGapMarkers(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	putGap := func(topic string, partition int32, topicID string, base, next int64) string {
 		t.Helper()
-		g := gapMarker{Format: "segvault.gap", Version: 1, ClusterID: cluster, BrokerID: 0, Topic: topic, Partition: partition,
+		g := uploader.GapMarker{Format: "segvault.gap", Version: 1, ClusterID: cluster, BrokerID: 0, Topic: topic, Partition: partition,
 			TopicID: topicID, BaseOffset: base, NextBase: next, Bytes: 1 << 20, Reason: "deleted by Kafka before it was archived", At: at}
 		data, _ := json.MarshalIndent(g, "", " ")
 		key := layout.GapKey(uploader.SegmentRef{Cluster: cluster, Topic: topic, Partition: partition, TopicID: topicID, BaseOffset: base, Broker: 0})

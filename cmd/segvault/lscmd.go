@@ -75,27 +75,10 @@ type lsLost struct {
 	Key        string    `json:"key"`
 }
 
-// gapMarker is the object docs/FORMAT.md "Gap marker" describes
-// (gaps/<base>-<broker>.json).
-type gapMarker struct {
-	Format     string    `json:"format"`
-	Version    int       `json:"version"`
-	ClusterID  string    `json:"cluster_id"`
-	BrokerID   int32     `json:"broker_id"`
-	Topic      string    `json:"topic"`
-	Partition  int32     `json:"partition"`
-	TopicID    string    `json:"topic_id"`
-	BaseOffset int64     `json:"base_offset"`
-	NextBase   int64     `json:"next_segment_base"`
-	Bytes      int64     `json:"bytes"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at"`
-}
-
 // gapMarkers reads every gap marker of a cluster, by partition
 // ("topic/partition"). Markers that are unreadable or of an unknown format
 // are reported on w and skipped.
-func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]gapMarker, error) {
+func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]uploader.GapMarker, error) {
 	prefix := layout.TopicsPrefix(cluster)
 	var keys []string
 	if err := b.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
@@ -109,7 +92,7 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 		return nil, nil, err
 	}
 	out := map[string][]lsLost{}
-	first := map[string]gapMarker{}
+	first := map[string]uploader.GapMarker{}
 	for _, key := range keys {
 		parts := strings.Split(strings.TrimPrefix(key, prefix), "/")
 		if topics != nil && !topics.MatchString(parts[0]) {
@@ -120,9 +103,9 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 			fmt.Fprintf(w, "segvault: gap marker %s: %v\n", key, err)
 			continue
 		}
-		var g gapMarker
-		if err := json.Unmarshal(data, &g); err != nil || g.Format != "segvault.gap" || g.Version != 1 {
-			fmt.Fprintf(w, "segvault: gap marker %s: not a segvault.gap version 1 object\n", key)
+		g, err := uploader.DecodeGapMarker(key, data)
+		if err != nil {
+			fmt.Fprintf(w, "segvault: %v\n", err)
 			continue
 		}
 		if g.Topic != parts[0] || fmt.Sprint(g.Partition) != parts[1] {
@@ -131,7 +114,7 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 		}
 		pk := g.Topic + "/" + parts[1]
 		if _, ok := first[pk]; !ok {
-			first[pk] = g
+			first[pk] = *g
 		}
 		out[pk] = append(out[pk], lsLost{Broker: g.BrokerID, TopicID: g.TopicID, BaseOffset: g.BaseOffset, NextBase: g.NextBase,
 			Bytes: g.Bytes, Reason: g.Reason, At: g.At, Key: key})
