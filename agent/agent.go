@@ -679,7 +679,9 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: dir, DirectoryID: id.DirectoryID, Agent: "segvault " + a.version}
 	h := sha256.New()
 	var metaHash string
-	for _, name := range append([]string{index.MetaPropertiesFile}, index.RootCheckpointFiles...) {
+	// bootstrap.checkpoint (KRaft metadata.version and feature levels, in
+	// the metadata log dir) is needed to rebuild the broker.
+	for _, name := range append([]string{index.MetaPropertiesFile, "bootstrap.checkpoint"}, index.RootCheckpointFiles...) {
 		p := filepath.Join(dir, name)
 		fi, err := os.Stat(p)
 		if err != nil || fi.Size() > 16<<20 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/kafkadir"
 	"github.com/segvault/segvault/segment"
 )
 
@@ -303,19 +304,7 @@ func (c *candidate) collectActive(snapAt int64) (bool, error) {
 // (Kafka takes a POSIX lock on <logdir>/.lock while it runs). It only
 // tests the lock (F_GETLK), never takes it, so it cannot block a broker.
 func brokerHoldsLock(logDir string) (bool, error) {
-	f, err := os.Open(filepath.Join(logDir, ".lock"))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: 0, Len: 0}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk); err != nil {
-		return false, err
-	}
-	return lk.Type != syscall.F_UNLCK, nil
+	return kafkadir.LockHeld(logDir)
 }
 
 // indexTrimmed reports whether an index file looks trimmed (Kafka trims on

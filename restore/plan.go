@@ -47,6 +47,10 @@ type Selection struct {
 	// Metadata includes the KRaft metadata log (__cluster_metadata) and, with
 	// Broker set, the log-dir root files: a whole-broker rebuild.
 	Metadata bool
+	// GapMarkers reads the agents' gap markers: a marked segment no
+	// archived copy covers becomes a Gap, and a partition with markers only
+	// comes back empty at the marked end (PartitionPlan.EmptyAt).
+	GapMarkers bool
 }
 
 // Segment is one planned segment version.
@@ -68,12 +72,19 @@ type PartitionPlan struct {
 	FirstOffset int64
 	LastOffset  int64 // last offset of the chain (before any cut)
 	Incarnation int   // how many other topic ids were seen for this partition
+	// EmptyAt, for a partition the archive knows of (captured root
+	// checkpoints, gap markers) but holds no segment of, is its last known
+	// log end: restore writes an empty segment there, as Kafka leaves a log
+	// after retention, so offsets consumers have seen are never reused. -1
+	// otherwise.
+	EmptyAt int64
 }
 
 // Gap is a range of offsets the archive does not hold.
 type Gap struct {
-	From, To int64 // [From, To)
-	Reason   string
+	From   int64  `json:"from"` // [From, To)
+	To     int64  `json:"to"`
+	Reason string `json:"reason"`
 }
 
 // Plan is the whole restore plan.
@@ -81,7 +92,75 @@ type Plan struct {
 	Cluster    string
 	Partitions []*PartitionPlan
 	LogDirs    []*uploader.LogDirManifest // newest root capture per original log dir (whole-broker rebuilds)
+	// Brokers are the broker ids the cluster's archive holds.
+	Brokers []int32
+	// Bad lists the manifests and gap markers that did not decode or
+	// verify: they were left out of the plan (their partitions fall back to
+	// other replicas' copies where there are any). A restore that had any
+	// is not a success.
+	Bad []BadObject
+	// WholeBroker is set for a whole-broker rebuild (Selection.Metadata
+	// with a broker).
+	WholeBroker bool
+	broker      int32
 }
+
+// BadObject is an archive object left out of the plan.
+type BadObject struct {
+	Key string `json:"key"`
+	Err string `json:"error"`
+}
+
+// NoBrokerError is returned when the selected broker is not in the archive.
+type NoBrokerError struct {
+	Broker  int32
+	Cluster string
+	Brokers []int32
+}
+
+func (e *NoBrokerError) Error() string {
+	var b []string
+	for _, id := range e.Brokers {
+		b = append(b, fmt.Sprint(id))
+	}
+	held := "no broker"
+	if len(b) > 0 {
+		held = "brokers " + strings.Join(b, ", ")
+	}
+	return fmt.Sprintf("broker %d is not in the archive of cluster %s: it holds %s", e.Broker, e.Cluster, held)
+}
+
+// MissingMetadata says what a whole-broker rebuild lacks to boot the broker
+// into its old cluster ("" when nothing): without an archived
+// __cluster_metadata segment or snapshot, Kafka would format a new, empty
+// metadata log under the old cluster id.
+func (p *Plan) MissingMetadata() string {
+	if !p.WholeBroker {
+		return ""
+	}
+	var missing []string
+	found := false
+	for _, pp := range p.Partitions {
+		if pp.Topic == metadataTopic && (len(pp.Segments) > 0 || len(pp.Snapshots) > 0) {
+			found = true
+		}
+	}
+	if !found {
+		missing = append(missing, fmt.Sprintf("no %s-0 segment or snapshot of broker %d", metadataTopic, p.broker))
+	}
+	meta := false
+	for _, ld := range p.LogDirs {
+		for _, f := range ld.Files {
+			meta = meta || f.Name == index.MetaPropertiesFile
+		}
+	}
+	if !meta {
+		missing = append(missing, fmt.Sprintf("no captured %s of broker %d", index.MetaPropertiesFile, p.broker))
+	}
+	return strings.Join(missing, "; ")
+}
+
+const metadataTopic = "__cluster_metadata"
 
 // parsedKey is what a manifest key says, before the manifest is read.
 type parsedKey struct {
@@ -123,6 +202,26 @@ func parseManifestKey(l uploader.Layout, key string) (parsedKey, bool) {
 	return k, true
 }
 
+// parseGapKey parses .../v1/<cluster>/topics/<topic>/<p>/<id>/gaps/<base>-<broker>.json.
+func parseGapKey(l uploader.Layout, key string) (parsedKey, bool) {
+	rest, ok := strings.CutPrefix(key, l.Root())
+	if !ok {
+		return parsedKey{}, false
+	}
+	f := strings.Split(rest, "/")
+	if len(f) != 7 || f[1] != "topics" || f[5] != "gaps" || !strings.HasSuffix(f[6], ".json") {
+		return parsedKey{}, false
+	}
+	k := parsedKey{cluster: f[0], topic: f[2], topicID: f[4], kind: "gap"}
+	if _, err := fmt.Sscanf(f[3], "%d", &k.partition); err != nil {
+		return parsedKey{}, false
+	}
+	if _, err := fmt.Sscanf(strings.TrimSuffix(f[6], ".json"), "%d-%d", &k.base, &k.broker); err != nil {
+		return parsedKey{}, false
+	}
+	return k, true
+}
+
 func (s *Selection) admits(k parsedKey) bool {
 	if s.Cluster != "" && k.cluster != s.Cluster {
 		return false
@@ -150,17 +249,29 @@ func (s *Selection) admits(k parsedKey) bool {
 
 // MakePlan lists the archive and plans the restore of sel.
 func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selection, concurrency int) (*Plan, error) {
-	var keys []string
+	var keys, gapKeys []string
+	var gapParsed []parsedKey
 	clusters := map[string]bool{}
+	brokers := map[string]map[int32]bool{}
+	seenBroker := func(c string, b int32) {
+		if brokers[c] == nil {
+			brokers[c] = map[int32]bool{}
+		}
+		brokers[c][b] = true
+	}
 	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
 		k, ok := parseManifestKey(layout, oi.Key)
 		if !ok {
-			if c, ok := logDirKeyCluster(layout, oi.Key); ok {
+			if c, b, ok := logDirKeyBroker(layout, oi.Key); ok {
 				clusters[c] = true
+				seenBroker(c, b)
+			} else if g, ok := parseGapKey(layout, oi.Key); ok && sel.GapMarkers && sel.admits(g) {
+				gapKeys, gapParsed = append(gapKeys, oi.Key), append(gapParsed, g)
 			}
 			return nil
 		}
 		clusters[k.cluster] = true
+		seenBroker(k.cluster, k.broker)
 		if sel.admits(k) {
 			keys = append(keys, oi.Key)
 		}
@@ -182,14 +293,28 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			sel.Cluster = c
 		}
 	}
-	plan := &Plan{Cluster: sel.Cluster}
-	if sel.Metadata && sel.Broker >= 0 {
+	plan := &Plan{Cluster: sel.Cluster, WholeBroker: sel.Metadata && sel.Broker >= 0, broker: sel.Broker}
+	for b := range brokers[sel.Cluster] {
+		plan.Brokers = append(plan.Brokers, b)
+	}
+	sort.Slice(plan.Brokers, func(i, j int) bool { return plan.Brokers[i] < plan.Brokers[j] })
+	if sel.Broker >= 0 && !brokers[sel.Cluster][sel.Broker] {
+		return nil, &NoBrokerError{Broker: sel.Broker, Cluster: sel.Cluster, Brokers: plan.Brokers}
+	}
+	if plan.WholeBroker {
 		if plan.LogDirs, err = latestLogDirs(ctx, src, layout, sel.Cluster, sel.Broker); err != nil {
 			return nil, err
 		}
 	}
-	if len(keys) == 0 {
-		return plan, nil
+	var mu sync.Mutex
+	var badManifests []parsedKey
+	bad := func(key string, err error) {
+		mu.Lock()
+		plan.Bad = append(plan.Bad, BadObject{Key: key, Err: err.Error()})
+		if k, ok := parseManifestKey(layout, key); ok {
+			badManifests = append(badManifests, k)
+		}
+		mu.Unlock()
 	}
 	mans := make([]*uploader.SegmentManifest, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
@@ -200,12 +325,16 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			if err != nil {
 				return fmt.Errorf("read manifest %s: %w", key, err)
 			}
+			// A manifest that does not decode or verify is left out and
+			// reported: one bad object must not block the rest.
 			m, err := uploader.DecodeSegmentManifest(key, data)
 			if err != nil {
-				return err
+				bad(key, err)
+				return nil
 			}
 			if err := checkManifest(layout, key, m); err != nil {
-				return err
+				bad(key, err)
+				return nil
 			}
 			mans[i] = m
 			return nil
@@ -220,11 +349,85 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 	}
 	groups := map[pk][]Segment{}
 	for i, m := range mans {
-		groups[pk{m.Topic, m.Partition}] = append(groups[pk{m.Topic, m.Partition}], Segment{Manifest: m, Key: keys[i]})
+		if m != nil {
+			groups[pk{m.Topic, m.Partition}] = append(groups[pk{m.Topic, m.Partition}], Segment{Manifest: m, Key: keys[i]})
+		}
 	}
+	byPart := map[pk]*PartitionPlan{}
 	for k, segs := range groups {
-		plan.Partitions = append(plan.Partitions, planPartition(k.topic, k.p, segs, sel.Broker))
+		pp := planPartition(k.topic, k.p, segs, sel.Broker)
+		plan.Partitions = append(plan.Partitions, pp)
+		byPart[k] = pp
 	}
+	// A segment whose every manifest was left out is a gap unless another
+	// copy covers it.
+	for _, k := range badManifests {
+		if pp := byPart[pk{k.topic, k.partition}]; pp != nil && k.kind == uploader.KindSegment && pp.TopicID == k.topicID {
+			badGap(pp, k.base)
+		}
+	}
+	// Gap markers: a segment an agent recorded as lost is a gap only where
+	// no archived copy covers it (data wins over a marker).
+	for i, key := range gapKeys {
+		data, err := src.Get(ctx, key, 1<<20)
+		if err != nil {
+			return nil, fmt.Errorf("read gap marker %s: %w", key, err)
+		}
+		gm, err := uploader.DecodeGapMarker(key, data)
+		if err == nil && (gm.Topic != gapParsed[i].topic || gm.Partition != gapParsed[i].partition || gm.NextBase < gm.BaseOffset || gm.BaseOffset < 0) {
+			err = fmt.Errorf("gap marker %s: names %s-%d offsets %d..%d, not the partition of its key", key, gm.Topic, gm.Partition, gm.BaseOffset, gm.NextBase)
+		}
+		if err == nil {
+			err = segment.ValidateTopic(gm.Topic)
+		}
+		if err != nil {
+			bad(key, err)
+			continue
+		}
+		k := pk{gm.Topic, gm.Partition}
+		pp := byPart[k]
+		if pp == nil {
+			pp = &PartitionPlan{Topic: gm.Topic, Partition: gm.Partition, TopicID: gm.TopicID, FirstOffset: -1, LastOffset: -1, EmptyAt: -1}
+			byPart[k] = pp
+			plan.Partitions = append(plan.Partitions, pp)
+		}
+		applyGapMarker(pp, gm)
+	}
+	// Partitions the broker's captured root checkpoints name but the
+	// archive holds no segment of come back empty at their last known end.
+	if plan.WholeBroker {
+		for _, ld := range plan.LogDirs {
+			for _, f := range ld.Files {
+				if f.Name != index.RecoveryPointFile && f.Name != index.LogStartOffsetFile && f.Name != index.ReplicationOffsetFile {
+					continue
+				}
+				entries, err := index.ParseOffsetCheckpoint(ld.LogDir+"/"+f.Name, f.Content)
+				if err != nil {
+					continue // reported when the root files are written
+				}
+				for _, e := range entries {
+					k := pk{e.Topic, e.Partition}
+					if e.Topic == metadataTopic || segment.ValidateTopic(e.Topic) != nil || e.Partition < 0 || e.Offset < 0 ||
+						!sel.admits(parsedKey{cluster: sel.Cluster, topic: e.Topic, partition: e.Partition, topicID: sel.TopicID}) {
+						continue
+					}
+					pp := byPart[k]
+					if pp == nil {
+						if sel.TopicID != "" {
+							continue
+						}
+						pp = &PartitionPlan{Topic: e.Topic, Partition: e.Partition, TopicID: uploader.NoTopicID, FirstOffset: -1, LastOffset: -1, EmptyAt: -1}
+						byPart[k] = pp
+						plan.Partitions = append(plan.Partitions, pp)
+					}
+					if len(pp.Segments) == 0 && e.Offset > pp.EmptyAt {
+						pp.EmptyAt = e.Offset
+					}
+				}
+			}
+		}
+	}
+	sort.Slice(plan.Bad, func(i, j int) bool { return plan.Bad[i].Key < plan.Bad[j].Key })
 	sort.Slice(plan.Partitions, func(i, j int) bool {
 		a, b := plan.Partitions[i], plan.Partitions[j]
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
@@ -235,15 +438,78 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 // logDirKeyCluster returns the cluster of a log-dir capture key
 // (<root><cluster>/brokers/<id>/logdirs/<dir>/<time>.json).
 func logDirKeyCluster(l uploader.Layout, key string) (string, bool) {
+	c, _, ok := logDirKeyBroker(l, key)
+	return c, ok
+}
+
+// logDirKeyBroker returns the cluster and broker of a log-dir capture key.
+func logDirKeyBroker(l uploader.Layout, key string) (string, int32, bool) {
 	rest, ok := strings.CutPrefix(key, l.Root())
 	if !ok {
-		return "", false
+		return "", 0, false
 	}
 	f := strings.Split(rest, "/")
 	if len(f) != 6 || f[1] != "brokers" || f[3] != "logdirs" {
-		return "", false
+		return "", 0, false
 	}
-	return f[0], true
+	var b int32
+	if _, err := fmt.Sscanf(f[2], "%d", &b); err != nil {
+		return "", 0, false
+	}
+	return f[0], b, true
+}
+
+// badGap records that the segment at base could not be read, unless a
+// segment of the chain covers it.
+func badGap(pp *PartitionPlan, base int64) {
+	end := int64(-1)
+	for _, s := range pp.Segments {
+		m := s.Manifest
+		if m.BaseOffset <= base && base < m.NextSegmentBase {
+			return
+		}
+		if m.BaseOffset > base && (end < 0 || m.BaseOffset < end) {
+			end = m.BaseOffset
+		}
+	}
+	if end < 0 {
+		end = max(pp.LastOffset+1, base+1)
+	}
+	for _, g := range pp.Gaps {
+		if g.From <= base && base < g.To {
+			return
+		}
+	}
+	pp.Gaps = append(pp.Gaps, Gap{From: base, To: end, Reason: "its manifest did not decode or verify"})
+	sort.Slice(pp.Gaps, func(i, j int) bool { return pp.Gaps[i].From < pp.Gaps[j].From })
+}
+
+// applyGapMarker adds a marker's lost range to pp's gaps unless an archived
+// segment of the chain covers it, and, for a partition with no archived
+// segment, moves its known log end to the marker's end.
+func applyGapMarker(pp *PartitionPlan, gm *uploader.GapMarker) {
+	if len(pp.Segments) > 0 && gm.TopicID != pp.TopicID {
+		return // another incarnation
+	}
+	for _, s := range pp.Segments {
+		if s.Manifest.BaseOffset < max(gm.NextBase, gm.BaseOffset+1) && gm.BaseOffset < s.Manifest.NextSegmentBase {
+			return // data over a marker: the segment was archived after all
+		}
+	}
+	if len(pp.Segments) == 0 && gm.NextBase > pp.EmptyAt {
+		pp.EmptyAt = gm.NextBase
+	}
+	why := fmt.Sprintf("lost on broker %d: %s", gm.BrokerID, gm.Reason)
+	for i, g := range pp.Gaps {
+		if g.From <= gm.BaseOffset && gm.NextBase <= g.To {
+			if !strings.Contains(g.Reason, why) {
+				pp.Gaps[i].Reason += "; " + why
+			}
+			return
+		}
+	}
+	pp.Gaps = append(pp.Gaps, Gap{From: gm.BaseOffset, To: gm.NextBase, Reason: why})
+	sort.Slice(pp.Gaps, func(i, j int) bool { return pp.Gaps[i].From < pp.Gaps[j].From })
 }
 
 // checkManifest validates every name and key a manifest carries before any
@@ -297,7 +563,7 @@ func checkManifest(layout uploader.Layout, key string, m *uploader.SegmentManife
 
 // planPartition picks the incarnation, the versions and the chain.
 func planPartition(topic string, p int32, segs []Segment, broker int32) *PartitionPlan {
-	pp := &PartitionPlan{Topic: topic, Partition: p, FirstOffset: -1, LastOffset: -1}
+	pp := &PartitionPlan{Topic: topic, Partition: p, FirstOffset: -1, LastOffset: -1, EmptyAt: -1}
 	// Incarnation: the topic id with the newest manifest.
 	newest := map[string]time.Time{}
 	for _, s := range segs {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/fsutil"
+	"github.com/segvault/segvault/internal/kafkadir"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -32,6 +33,10 @@ import (
 // dir holding it (it is not a topic-partition name), so a restore removes it
 // when done; an interrupted restore is resumed by running it again.
 const TempDirName = ".segvault-restore"
+
+// BootstrapCheckpointFile is KRaft's bootstrap metadata (metadata.version
+// and other feature levels) at the root of the metadata log dir.
+const BootstrapCheckpointFile = "bootstrap.checkpoint"
 
 // OpenTxnPolicy says what to do with transactions still open at the end of
 // the restored range.
@@ -53,17 +58,20 @@ const (
 
 // Options control a restore.
 type Options struct {
-	Targets     []string          // log dirs to write into; partitions are spread over them
-	Force       bool              // replace existing non-empty partition dirs
-	Concurrency int               // parallel downloads
-	ToOffset    int64             // keep records up to and including this offset (-1: all)
-	ToTime      int64             // keep batches whose max timestamp <= this (ms, -1: all)
-	OpenTxns    OpenTxnPolicy     // default AbortOpen
-	TopicIDs    map[string]string // restored topic name -> topic id to write
-	Rename      map[string]string // archived topic name -> restored topic name
-	NodeID      int32             // whole-broker rebuild: node.id to write (-1: the archived one)
-	Log         *slog.Logger
-	Progress    *Progress
+	Targets []string // log dirs to write into; partitions are spread over them
+	Force   bool     // replace existing non-empty partition dirs
+	// IntoOtherCluster allows targets whose meta.properties names another
+	// cluster id than the plan's.
+	IntoOtherCluster bool
+	Concurrency      int               // parallel downloads
+	ToOffset         int64             // keep records up to and including this offset (-1: all)
+	ToTime           int64             // keep batches whose max timestamp <= this (ms, -1: all)
+	OpenTxns         OpenTxnPolicy     // default AbortOpen
+	TopicIDs         map[string]string // restored topic name -> topic id to write
+	Rename           map[string]string // archived topic name -> restored topic name
+	NodeID           int32             // whole-broker rebuild: node.id to write (-1: the archived one)
+	Log              *slog.Logger
+	Progress         *Progress
 }
 
 // Report sums up a restore.
@@ -72,13 +80,95 @@ type Report struct {
 	Skipped      int // already restored (identical), left alone
 	Segments     int
 	Files        int
-	Resumed      int // files found verified in the temp dir
-	Bytes        int64
-	Rebuilt      int // index files rebuilt rather than restored
+	Resumed      int   // files found verified in the temp dir
+	Fetched      int64 // raw bytes fetched and verified (or found verified)
+	Bytes        int64 // bytes written into the restored partition dirs (after any cut)
+	LogBytes     int64 // of which record data (.log files)
+	Rebuilt      int   // index files rebuilt rather than restored
 	AbortMarkers int
 	Cut          map[string]int64 // partition -> last offset kept, for point-in-time restores
 	Gaps         []string
+	Empty        int // partitions restored empty at their last known log end
+	Started      time.Time
+	Finished     time.Time
 	Duration     time.Duration
+}
+
+// Existing is a partition dir that is already in a target.
+type Existing struct {
+	Partition string `json:"partition"` // restored name, topic-partition
+	Dir       string `json:"dir"`
+	Action    string `json:"action"` // ActionIdentical, ActionReplace or ActionRefuse
+}
+
+// What restore does with an existing partition dir.
+const (
+	ActionIdentical = "identical: left alone"
+	ActionReplace   = "replaced (--force)"
+	ActionRefuse    = "refused: not empty (--force replaces it)"
+)
+
+// RefusedError is a restore refused before anything was written: a target
+// locked by a running broker, or belonging to another cluster.
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg }
+
+// Check refuses targets restore must not write into, whatever the options:
+// a log dir whose .lock a running process (a broker) holds, and one whose
+// meta.properties names another cluster (unless IntoOtherCluster). It then
+// lists the partition dirs of the plan that already exist and what Run
+// would do with each.
+func Check(plan *Plan, opts Options) ([]Existing, error) {
+	for _, t := range opts.Targets {
+		held, err := kafkadir.LockHeld(t)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: check %s: %w", t, filepath.Join(t, kafkadir.LockFile), err)
+		}
+		if held {
+			return nil, &RefusedError{fmt.Sprintf("target %s: %s is held by a running process (a Kafka broker?): stop it before restoring",
+				t, filepath.Join(t, kafkadir.LockFile))}
+		}
+		mp := filepath.Join(t, index.MetaPropertiesFile)
+		data, err := os.ReadFile(mp)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", t, err)
+		}
+		m, err := index.ParseMetaProperties(mp, data)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", t, err)
+		}
+		if m.ClusterID != "" && plan.Cluster != "" && m.ClusterID != plan.Cluster && !opts.IntoOtherCluster {
+			return nil, &RefusedError{fmt.Sprintf("target %s: %s names cluster.id %s, the archive is of cluster %s: not restoring into another cluster's log dir without --into-other-cluster",
+				t, mp, m.ClusterID, plan.Cluster)}
+		}
+	}
+	jobs, err := assign(plan, opts)
+	if err != nil {
+		return nil, err
+	}
+	pointInTime := opts.ToOffset >= 0 || opts.ToTime >= 0
+	var out []Existing
+	for _, j := range jobs {
+		name := fmt.Sprintf("%s-%d", j.topic, j.pp.Partition)
+		final := filepath.Join(j.target, name)
+		ents, err := os.ReadDir(final)
+		if err != nil || len(ents) == 0 {
+			continue
+		}
+		e := Existing{Partition: name, Dir: final, Action: ActionRefuse}
+		if !pointInTime && matchesPlan(final, j.pp) {
+			e.Action = ActionIdentical
+		} else if opts.Force {
+			e.Action = ActionReplace
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	return out, nil
 }
 
 type partitionJob struct {
@@ -102,7 +192,10 @@ func Run(ctx context.Context, src Source, plan *Plan, opts Options) (*Report, er
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	rep := &Report{Cut: map[string]int64{}}
+	rep := &Report{Cut: map[string]int64{}, Started: start}
+	if _, err := Check(plan, opts); err != nil {
+		return nil, err
+	}
 	jobs, err := assign(plan, opts)
 	if err != nil {
 		return nil, err
@@ -140,7 +233,12 @@ func Run(ctx context.Context, src Source, plan *Plan, opts Options) (*Report, er
 			rep.Segments += pr.segments
 			rep.Files += pr.files
 			rep.Resumed += pr.resumed
+			rep.Fetched += pr.fetched
 			rep.Bytes += pr.bytes
+			rep.LogBytes += pr.logBytes
+			if pr.empty {
+				rep.Empty++
+			}
 			rep.Rebuilt += pr.rebuilt
 			rep.AbortMarkers += pr.markers
 			if pr.cut >= -1 && (opts.ToOffset >= 0 || opts.ToTime >= 0) {
@@ -160,7 +258,8 @@ func Run(ctx context.Context, src Source, plan *Plan, opts Options) (*Report, er
 		os.Remove(filepath.Join(t, TempDirName)) // only when empty
 	}
 	opts.Progress.Finish()
-	rep.Duration = time.Since(start)
+	rep.Finished = time.Now()
+	rep.Duration = rep.Finished.Sub(start)
 	return rep, nil
 }
 
@@ -201,9 +300,9 @@ func assign(plan *Plan, opts Options) ([]partitionJob, error) {
 }
 
 type partResult struct {
-	skipped                                    bool
+	skipped, empty                             bool
 	segments, files, resumed, rebuilt, markers int
-	bytes                                      int64
+	fetched, bytes, logBytes                   int64
 	cut                                        int64
 	first, end                                 int64 // restored offset range [first, end)
 }
@@ -246,7 +345,7 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 				return fail(fmt.Errorf("object %s (%s): %w", f.Object.Key, f.Name, err))
 			}
 			res.files++
-			res.bytes += f.Size
+			res.fetched += f.Size
 			if resumed {
 				res.resumed++
 			}
@@ -261,12 +360,25 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 	res.end = end
 	if len(pp.Segments) > 0 {
 		res.first = pp.Segments[0].Manifest.BaseOffset
+	} else if pp.EmptyAt >= 0 && pp.Topic != metadataTopic {
+		// Known to the archive but no segment of it is: an empty log at
+		// its last known end (as Kafka leaves one after retention), so new
+		// writes do not reuse offsets consumers have already seen.
+		for _, k := range []segment.FileKind{segment.KindLog, segment.KindIndex, segment.KindTimeIndex} {
+			if err := writeFile(filepath.Join(tmp, segment.FormatName(pp.EmptyAt, k)), nil); err != nil {
+				return fail(err)
+			}
+		}
+		res.first, res.end, end, res.empty = pp.EmptyAt, pp.EmptyAt, pp.EmptyAt, true
 	}
 	// 3. Partition side files.
 	if err := writePartitionFiles(tmp, pp, j.topic, end, opts); err != nil {
 		return fail(err)
 	}
 	if err := syncTree(tmp); err != nil {
+		return res, err
+	}
+	if res.bytes, res.logBytes, err = treeSize(tmp); err != nil {
 		return res, err
 	}
 	// 4. Into place.
@@ -342,6 +454,11 @@ func fileSHA256(path string) (string, error) {
 
 // matchesPlan reports whether dir already holds every planned file intact.
 func matchesPlan(dir string, pp *PartitionPlan) bool {
+	if len(pp.Segments) == 0 && pp.EmptyAt >= 0 {
+		if _, err := os.Stat(filepath.Join(dir, segment.FormatName(pp.EmptyAt, segment.KindLog))); err != nil {
+			return false
+		}
+	}
 	for _, s := range append(append([]Segment(nil), pp.Segments...), pp.Snapshots...) {
 		for _, f := range s.Manifest.Files {
 			if f.Name != s.Manifest.Files[0].Name {
@@ -458,9 +575,14 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 	raws := make([][]byte, len(plan.LogDirs))
 	checkpoints := map[string][]index.CheckpointEntry{}
 	own := make([]map[string][]byte, len(plan.LogDirs)) // capture i's raw checkpoint files
+	var boot []byte
 	for i, ld := range plan.LogDirs {
 		for _, f := range ld.Files {
 			switch f.Name {
+			case BootstrapCheckpointFile:
+				if boot == nil {
+					boot = f.Content
+				}
 			case index.MetaPropertiesFile:
 				m, err := index.ParseMetaProperties(ld.LogDir+"/"+f.Name, f.Content)
 				if err != nil {
@@ -500,7 +622,17 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 			}
 			p := filepath.Join(t, index.MetaPropertiesFile)
 			if _, err := os.Stat(p); err != nil || opts.Force {
-				if err := writeFile(p, data); err != nil {
+				if err := writeRootFile(p, data); err != nil {
+					return err
+				}
+			}
+		}
+		if i == 0 && boot != nil {
+			// bootstrap.checkpoint lives in the metadata log dir, where
+			// the metadata log goes (the first target).
+			p := filepath.Join(t, BootstrapCheckpointFile)
+			if _, err := os.Stat(p); err != nil || opts.Force {
+				if err := writeRootFile(p, boot); err != nil {
 					return err
 				}
 			}
@@ -532,7 +664,7 @@ func writeRootFiles(plan *Plan, opts Options, ranges map[string]restoredRange) e
 					data = own[i][name]
 				}
 			}
-			if err := writeFile(filepath.Join(t, name), data); err != nil {
+			if err := writeRootFile(filepath.Join(t, name), data); err != nil {
 				return err
 			}
 		}
@@ -554,6 +686,33 @@ func newUUID() string {
 // writeFile writes a small file (fsynced by syncTree later).
 func writeFile(path string, data []byte) error {
 	return os.WriteFile(path, data, 0o644)
+}
+
+// treeSize sums the sizes of the files in dir, and of its .log files.
+func treeSize(dir string) (all, logs int64, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			return 0, 0, err
+		}
+		if fi.Mode().IsRegular() {
+			all += fi.Size()
+			if strings.HasSuffix(e.Name(), ".log") {
+				logs += fi.Size()
+			}
+		}
+	}
+	return all, logs, nil
+}
+
+// writeRootFile writes a file at a log dir's root crash-safely (temp,
+// fsync, rename, fsync dir): it may replace the broker's own copy.
+func writeRootFile(path string, data []byte) error {
+	return fsutil.WriteFileAtomic(path, data, 0o644)
 }
 
 // syncTree fsyncs every file in dir, then dir itself.
@@ -651,12 +810,7 @@ func (p *Progress) maybePrint(force bool) {
 	done, total := p.done.Load(), p.total.Load()
 	el := now.Sub(p.start).Seconds()
 	rate := float64(done) / max(el, 1e-3)
-	eta := "?"
-	if rate > 0 && total > done {
-		eta = (time.Duration(float64(total-done)/rate) * time.Second / time.Second).Round(time.Second).String()
-	} else if total <= done {
-		eta = "0s"
-	}
+	eta := formatETA(done, total, now.Sub(p.start))
 	pct := 100.0
 	if total > 0 {
 		pct = 100 * float64(done) / float64(total)
@@ -671,6 +825,19 @@ func (p *Progress) maybePrint(force bool) {
 	}
 	fmt.Fprintf(p.Out, "restore progress: partitions=%d/%d bytes=%d/%d (%.1f%%) rate=%s/s eta=%s\n",
 		p.doneParts.Load(), p.parts.Load(), done, total, pct, humanBytes(int64(rate)), eta)
+}
+
+// formatETA is the time left at the rate so far, in whole seconds: "?"
+// before anything was done, "0s" when done.
+func formatETA(done, total int64, elapsed time.Duration) string {
+	if total <= done {
+		return "0s"
+	}
+	if done <= 0 {
+		return "?"
+	}
+	rate := float64(done) / max(elapsed.Seconds(), 1e-3) // bytes per second
+	return time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 }
 
 func humanBytes(n int64) string {
