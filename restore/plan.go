@@ -427,6 +427,19 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			}
 		}
 	}
+	// A partition known only from the checkpoints takes its topic's id
+	// from the topic's other partitions, where the archive holds any.
+	topicIDs := map[string]string{}
+	for _, pp := range plan.Partitions {
+		if len(pp.Segments) > 0 && pp.TopicID != uploader.NoTopicID {
+			topicIDs[pp.Topic] = pp.TopicID
+		}
+	}
+	for _, pp := range plan.Partitions {
+		if id, ok := topicIDs[pp.Topic]; ok && pp.TopicID == uploader.NoTopicID && len(pp.Segments) == 0 {
+			pp.TopicID = id
+		}
+	}
 	sort.Slice(plan.Bad, func(i, j int) bool { return plan.Bad[i].Key < plan.Bad[j].Key })
 	sort.Slice(plan.Partitions, func(i, j int) bool {
 		a, b := plan.Partitions[i], plan.Partitions[j]

@@ -532,7 +532,7 @@ func runRealKafka(t *testing.T, version string) {
 			t.Fatal(err)
 		}
 		restoreAll(t, b, restore.Selection{Broker: -1, Topics: mustRe("^(plain|kv|txn|pit)$")},
-			restore.Options{Targets: []string{dir}, TopicIDs: ids, Force: true})
+			restore.Options{Targets: []string{dir}, TopicIDs: ids, Force: true, IntoOtherCluster: true})
 		br := kafkatest.Start(t, kafkatest.Options{Version: version, LogDir: dir, SkipFormat: true, Props: props})
 		n := checkRecords(t, consumeAll(t, br, dataTopics...), want, limit, compacted, dataTopics...)
 		t.Logf("restore into a new cluster with re-created topics (%v): %d records", idArgs, n)
