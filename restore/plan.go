@@ -51,6 +51,10 @@ type Selection struct {
 	// archived copy covers becomes a Gap, and a partition with markers only
 	// comes back empty at the marked end (PartitionPlan.EmptyAt).
 	GapMarkers bool
+	// LeaveOutBad reports a manifest or gap marker that does not decode or
+	// verify in Plan.Bad and plans without it (its segment then comes from
+	// another replica's copy, or is a gap), instead of failing the plan.
+	LeaveOutBad bool
 }
 
 // Segment is one planned segment version.
@@ -308,13 +312,17 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 	}
 	var mu sync.Mutex
 	var badManifests []parsedKey
-	bad := func(key string, err error) {
+	bad := func(key string, err error) error {
+		if !sel.LeaveOutBad {
+			return err
+		}
 		mu.Lock()
+		defer mu.Unlock()
 		plan.Bad = append(plan.Bad, BadObject{Key: key, Err: err.Error()})
 		if k, ok := parseManifestKey(layout, key); ok {
 			badManifests = append(badManifests, k)
 		}
-		mu.Unlock()
+		return nil
 	}
 	mans := make([]*uploader.SegmentManifest, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
@@ -329,12 +337,10 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			// reported: one bad object must not block the rest.
 			m, err := uploader.DecodeSegmentManifest(key, data)
 			if err != nil {
-				bad(key, err)
-				return nil
+				return bad(key, err)
 			}
 			if err := checkManifest(layout, key, m); err != nil {
-				bad(key, err)
-				return nil
+				return bad(key, err)
 			}
 			mans[i] = m
 			return nil
@@ -381,7 +387,9 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			err = segment.ValidateTopic(gm.Topic)
 		}
 		if err != nil {
-			bad(key, err)
+			if err := bad(key, err); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		k := pk{gm.Topic, gm.Partition}

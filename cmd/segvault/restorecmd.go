@@ -141,7 +141,7 @@ func runRestore(c *cli.Context) error {
 	if c.Bool("allow-no-metadata") && !sel.Metadata {
 		return usageErr("--allow-no-metadata needs --whole-broker")
 	}
-	sel.GapMarkers = true
+	sel.GapMarkers, sel.LeaveOutBad = true, true
 	ids, err := parsePairs("topic-id", c.StringSlice("topic-id"))
 	if err != nil {
 		return err
