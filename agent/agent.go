@@ -511,7 +511,7 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 		case errors.Is(err, uploader.ErrConflict):
 			stage = "conflict"
 			a.metrics.Conflicts.Inc()
-		case a.localFileError(c, err):
+		case errors.Is(err, errVanished) || a.localFileError(c, err):
 			stage = "read"
 		}
 		a.metrics.Failures.WithLabelValues(stage).Inc()
@@ -573,6 +573,10 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 				if a.seen[o.c.key()] == nil {
 					a.seen[o.c.key()] = o
 				}
+				a.mu.Unlock()
+			} else {
+				a.mu.Lock()
+				delete(a.failing, o.c.key())
 				a.mu.Unlock()
 			}
 			continue // still there: the dir was filtered, or Kafka renamed it .deleted

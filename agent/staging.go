@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/segvault/segvault/internal/fsutil"
 )
@@ -36,10 +37,18 @@ type staging struct {
 	mu     sync.Mutex
 	files  map[string]int64  // staged link path -> size
 	off    map[string]string // log dir -> why staging is off for it
+	metas  map[string]stagedMeta
+}
+
+// stagedMeta caches a parsed .candidate.json by its size and mtime.
+type stagedMeta struct {
+	size int64
+	mod  time.Time
+	c    candidate
 }
 
 func newStaging(stateDir string, budget int64) (*staging, error) {
-	s := &staging{root: filepath.Join(stateDir, "staging"), budget: budget, off: map[string]string{}, files: map[string]int64{}}
+	s := &staging{root: filepath.Join(stateDir, "staging"), budget: budget, off: map[string]string{}, files: map[string]int64{}, metas: map[string]stagedMeta{}}
 	if budget == 0 {
 		return s, nil
 	}
@@ -184,17 +193,30 @@ func (s *staging) candidates() []candidate {
 	}
 	var out []candidate
 	metas, _ := filepath.Glob(filepath.Join(s.root, "*", "*", "*.candidate.json"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cache := make(map[string]stagedMeta, len(metas))
 	for _, m := range metas {
-		data, err := os.ReadFile(m)
+		fi, err := os.Stat(m)
 		if err != nil {
 			continue
 		}
-		var c candidate
-		if json.Unmarshal(data, &c) != nil || len(c.Files) == 0 {
-			continue
+		sm, ok := s.metas[m]
+		if !ok || sm.size != fi.Size() || !sm.mod.Equal(fi.ModTime()) {
+			data, err := os.ReadFile(m)
+			if err != nil {
+				continue
+			}
+			var c candidate
+			if json.Unmarshal(data, &c) != nil || len(c.Files) == 0 {
+				continue
+			}
+			sm = stagedMeta{size: fi.Size(), mod: fi.ModTime(), c: c}
 		}
-		out = append(out, c)
+		cache[m] = sm
+		out = append(out, sm.c)
 	}
+	s.metas = cache
 	return out
 }
 
