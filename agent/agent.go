@@ -8,17 +8,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -51,6 +55,7 @@ type Agent struct {
 	state   *State
 	staging *staging
 	limiter *rate.Limiter
+	lock    *os.File // flock on the state dir
 
 	// Shipping runs in the background, Concurrency at a time, so a pass
 	// (scan, stage, dispatch) never waits for the bucket.
@@ -72,7 +77,8 @@ type Agent struct {
 	ready            bool
 	cacheBlindWarned bool
 	lastErr          error
-	partPaths        map[string]bool // partition dirs seen in the last scan
+	partPaths        map[string]bool  // partition dirs seen in the last scan
+	failing          map[string]error // last error of segments whose shipment fails, for /readyz
 }
 
 type observation struct {
@@ -111,7 +117,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
 		version: version, filter: newTopicFilter(&cfg), seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
 		roots: map[string]rootCapture{}, slots: make(chan struct{}, cfg.Concurrency), inflight: map[string]bool{}, retry: map[string]retryState{},
-		kick: make(chan struct{}, 1), workCtx: context.Background()}
+		kick: make(chan struct{}, 1), workCtx: context.Background(), failing: map[string]error{}}
 	if cfg.ReadBytesPerS > 0 {
 		a.limiter = rate.NewLimiter(rate.Limit(cfg.ReadBytesPerS), int(min(cfg.ReadBytesPerS, 4<<20)))
 	}
@@ -122,12 +128,19 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	}
 	var fresh bool
 	var err error
+	if a.lock, err = lockStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	if a.state, fresh, err = OpenState(cfg.StateDir); err != nil {
+		a.lock.Close()
 		return nil, err
 	}
 	if a.staging, err = newStaging(cfg.StateDir, cfg.StagingBudget); err != nil {
+		a.state.Close()
+		a.lock.Close()
 		return nil, err
 	}
+	a.forgetFalseLost()
 	if fresh {
 		if err := a.rebuildState(ctx); err != nil {
 			log.Warn("could not rebuild state from the bucket; segments will be re-checked against it one by one", "err", err)
@@ -139,14 +152,28 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 // LogDirs are the log dirs the agent archives (after server.properties).
 func (a *Agent) LogDirs() []string { return a.cfg.LogDirs }
 
-// Close flushes state.
-func (a *Agent) Close() error { return a.state.Close() }
+// Close flushes state and releases the state dir.
+func (a *Agent) Close() error {
+	err := a.state.Close()
+	a.lock.Close()
+	return err
+}
 
-// Ready reports whether the last pass completed (for /readyz).
+// Ready reports whether the last pass completed (for /readyz), and the
+// errors of the last pass and of every segment whose shipment is failing.
 func (a *Agent) Ready() (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.ready, a.lastErr
+	keys := make([]string, 0, len(a.failing))
+	for k := range a.failing {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	errs := []error{a.lastErr}
+	for _, k := range keys {
+		errs = append(errs, fmt.Errorf("failing, will retry: %w", a.failing[k]))
+	}
+	return a.ready, errors.Join(errs...)
 }
 
 // identity returns (and caches) who wrote a log dir.
@@ -469,19 +496,35 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 	}
 	r, err := a.ship(ctx, c, id, log)
 	if errors.Is(err, errVanished) {
-		a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
-		return shipResult{status: statusLost}, nil
+		// Only a file Kafka really deleted is lost: one that is there but
+		// cannot be opened (permissions, EMFILE, EIO) is a failure.
+		if gone, why := a.vanished(c); gone {
+			a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
+			return shipResult{status: statusLost}, nil
+		} else if why != nil {
+			err = why
+		}
 	}
 	if err != nil {
 		stage := "upload"
-		if errors.Is(err, uploader.ErrConflict) {
+		switch {
+		case errors.Is(err, uploader.ErrConflict):
 			stage = "conflict"
 			a.metrics.Conflicts.Inc()
+		case errors.Is(err, errVanished) || a.localFileError(c, err):
+			stage = "read"
 		}
 		a.metrics.Failures.WithLabelValues(stage).Inc()
-		log.Error("archive failed; will retry", "err", err)
-		return shipResult{}, fmt.Errorf("%s base %d: %w", c.DirPath, c.Base, err)
+		log.Error("archive failed; will retry", "stage", stage, "err", err)
+		err = fmt.Errorf("%s base %d: %w", c.DirPath, c.Base, err)
+		a.mu.Lock()
+		a.failing[c.key()] = err
+		a.mu.Unlock()
+		return shipResult{}, err
 	}
+	a.mu.Lock()
+	delete(a.failing, c.key())
+	a.mu.Unlock()
 	entry := stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: r.manifest, At: time.Now().UTC()}
 	switch r.status {
 	case statusCorrupt:
@@ -524,11 +567,19 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 	a.mu.Unlock()
 	n := 0
 	for _, o := range gone {
-		if _, err := os.Stat(o.c.path(o.c.Files[0].Name)); err == nil {
-			continue // the dir was filtered or renamed, not deleted
-		}
-		if _, err := os.Stat(a.staging.path(&o.c, o.c.Files[0].Name)); err == nil && a.staging.path(&o.c, "") != "" {
-			continue
+		if gone, why := a.vanished(&o.c); !gone {
+			if why != nil { // cannot tell (the dir is unreadable): look again next pass
+				a.mu.Lock()
+				if a.seen[o.c.key()] == nil {
+					a.seen[o.c.key()] = o
+				}
+				a.mu.Unlock()
+			} else {
+				a.mu.Lock()
+				delete(a.failing, o.c.key())
+				a.mu.Unlock()
+			}
+			continue // still there: the dir was filtered, or Kafka renamed it .deleted
 		}
 		id, err := a.identity(o.c.LogDir)
 		if err != nil {
@@ -537,7 +588,126 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 		a.recordLost(ctx, &o.c, id, "deleted by Kafka (retention, truncation or topic deletion) before it was archived")
 		n++
 	}
+	a.pruneState(live)
 	return n
+}
+
+// vanished reports whether c's main file is really gone: no such file in
+// the partition dir, no .deleted rename of it, no staged link. When a name
+// is there but cannot be opened, or the lookup itself fails (EACCES on the
+// dir, EIO), it is not gone and why says what failed.
+func (a *Agent) vanished(c *candidate) (gone bool, why error) {
+	name := c.Files[0].Name
+	for _, p := range []string{c.path(name), c.path(name + segment.SuffixDeleted), a.staging.path(c, name)} {
+		if p == "" {
+			continue
+		}
+		_, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return false, err
+		}
+		f.Close()
+		return false, nil
+	}
+	return true, nil
+}
+
+// localFileError: err is about one of c's files on local disk (open, read,
+// stat), not about the bucket.
+func (a *Agent) localFileError(c *candidate, err error) bool {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	in := func(dir string) bool { return dir != "" && strings.HasPrefix(pe.Path, dir+string(filepath.Separator)) }
+	return in(c.DirPath) || in(a.staging.path(c, ""))
+}
+
+// forgetFalseLost drops "lost" entries (and their pending gap markers)
+// whose file is there: an older agent recorded any open error as a loss.
+// The segment is then archived like any other; a marker written before
+// does not hide it (data wins over a marker at restore and in ls).
+func (a *Agent) forgetFalseLost() {
+	for _, e := range a.state.Entries() {
+		if e.Status != statusLost || len(e.Files) == 0 {
+			continue
+		}
+		dir, ok := keyDir(e.Key)
+		if !ok {
+			continue
+		}
+		p := filepath.Join(dir, e.Files[0].Name)
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		a.log.Warn("local state records a segment as lost but its file is there; archiving it", "file", p)
+		if err := a.state.Delete(e.Key); err != nil {
+			a.log.Error("could not update local state", "err", err)
+		}
+	}
+}
+
+// keyDir is the partition dir of a candidate key (see candidate.key).
+func keyDir(key string) (string, bool) {
+	parts := strings.Split(key, "|")
+	if len(parts) < 5 {
+		return "", false
+	}
+	n := len(parts)
+	return filepath.Join(strings.Join(parts[:n-4], "|"), parts[n-4]), true
+}
+
+// pruneState keeps local state to the live set of segments: an entry that
+// is done (archived, corrupt, or lost with its gap marker written) is
+// dropped once its segment is neither in this scan (live), nor on disk,
+// nor staged, nor being shipped. Staged links of segments that are done
+// (a crash between commit and unstage) are removed first.
+func (a *Agent) pruneState(live map[string]bool) {
+	staged := map[string]bool{}
+	for _, c := range a.staging.candidates() {
+		c := c
+		if e, ok := a.state.Get(c.key()); ok && e.GapKey == "" && sameFiles(e.Files, c.Files) {
+			a.staging.unstage(&c)
+			continue
+		}
+		staged[c.key()] = true
+	}
+	a.mu.Lock()
+	busy := map[string]bool{}
+	for k := range a.seen {
+		busy[k] = true
+	}
+	for k := range a.inflight {
+		busy[k] = true
+	}
+	a.mu.Unlock()
+	for _, e := range a.state.Entries() {
+		if live[e.Key] || staged[e.Key] || busy[e.Key] || e.GapKey != "" || len(e.Files) == 0 {
+			continue
+		}
+		dir, ok := keyDir(e.Key)
+		if !ok {
+			continue
+		}
+		p := filepath.Join(dir, e.Files[0].Name)
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			continue // on disk (a filtered topic), or cannot tell
+		}
+		if _, err := os.Lstat(p + segment.SuffixDeleted); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := a.state.Delete(e.Key); err != nil {
+			a.log.Warn("could not prune local state", "err", err)
+			return
+		}
+	}
 }
 
 func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity, why string) {
@@ -555,6 +725,9 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 		a.log.Error("could not record the loss in local state", "err", err)
 	}
 	a.staging.unstage(c)
+	a.mu.Lock()
+	delete(a.failing, c.key())
+	a.mu.Unlock()
 	// The marker itself is written by retryGapsAsync: never block a pass on the bucket.
 }
 

@@ -144,6 +144,9 @@ func runAgent(c *cli.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a, err := agent.New(ctx, cfg, agent.NewArchive(b, enc, eo), log, agent.NewMetrics(reg), version)
+	if errors.Is(err, agent.ErrStateDirLocked) {
+		return &exitError{code: exitUsage, err: err}
+	}
 	if err != nil {
 		return err
 	}
