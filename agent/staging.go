@@ -176,7 +176,27 @@ func (s *staging) unstage(c *candidate) {
 
 func (s *staging) unstageLocked(c *candidate) {
 	d := s.dir(c)
+	// A producer snapshot belongs to two adjacent segments (the state at the
+	// end of one is the state at the start of the next): a link another
+	// staged candidate of the partition still names stays.
+	shared := map[string]bool{}
+	own := s.metaName(c)
+	metas, _ := filepath.Glob(filepath.Join(d, "*.candidate.json"))
+	for _, m := range metas {
+		if filepath.Base(m) == own {
+			continue
+		}
+		var other candidate
+		if data, err := os.ReadFile(m); err == nil && json.Unmarshal(data, &other) == nil {
+			for _, f := range other.Files {
+				shared[f.Name] = true
+			}
+		}
+	}
 	for _, f := range c.Files {
+		if shared[f.Name] {
+			continue
+		}
 		p := filepath.Join(d, f.Name)
 		if err := os.Remove(p); err == nil || errors.Is(err, os.ErrNotExist) {
 			delete(s.files, p)
