@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -41,8 +42,12 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 			if p == "" {
 				continue
 			}
-			if f, err = os.Open(p); err == nil {
+			if f, err = fsutil.OpenRegular(p); err == nil {
 				break
+			}
+			if errors.Is(err, fsutil.ErrNotRegular) { // a FIFO or device: a failure, never a gap
+				closeAll(out)
+				return nil, err
 			}
 		}
 		if f == nil {
@@ -198,7 +203,7 @@ func (a *Agent) topicID(c *candidate) string {
 		return MetadataTopicID
 	}
 	p := filepath.Join(c.DirPath, index.PartitionMetadataFile)
-	data, err := os.ReadFile(p)
+	data, err := fsutil.ReadFileRegular(p)
 	if err != nil {
 		return uploader.NoTopicID
 	}
@@ -213,7 +218,7 @@ func (a *Agent) topicID(c *candidate) string {
 func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
 	ps := &uploader.PartitionState{CapturedAt: time.Now().UTC()}
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.DirPath, name))
+		b, err := fsutil.ReadFileRegular(filepath.Join(c.DirPath, name))
 		if err != nil || len(b) > 1<<20 {
 			return nil
 		}

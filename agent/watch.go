@@ -133,7 +133,7 @@ func (wt *watcher) close() {
 // when it receives a config, applies it from the next pass on (SIGHUP).
 func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 	wait := a.startWork(ctx)
-	defer wait()
+	defer a.drain(ctx, wait)
 	wt := a.newWatcher()
 	defer wt.close()
 	wctx, cancel := context.WithCancel(ctx)
@@ -182,6 +182,33 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 	}
 }
 
+// drainGrace is how long after DrainTimeout (when in-flight uploads are
+// cancelled) the agent waits for them to unwind before it stops waiting.
+const drainGrace = 500 * time.Millisecond
+
+// drain runs wait (which waits for shipments) and reports whether it
+// returned. Once ctx is cancelled the wait is bounded: uploads are
+// cancelled at DrainTimeout (startWork) and one that ignores its
+// cancellation (a hung mount, a wedged read) is abandoned drainGrace later,
+// so that a stop always ends the process in time.
+func (a *Agent) drain(ctx context.Context, wait func()) bool {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(a.cfg.DrainTimeout + drainGrace):
+		a.log.Error("stopping with shipments still in flight after the drain timeout; they are retried on the next start",
+			"drain_timeout", a.cfg.DrainTimeout)
+		return false
+	}
+}
+
 // applyConfig takes the reloadable options of a new config.
 func (a *Agent) applyConfig(c Config) error {
 	if err := c.Validate(); err != nil {
@@ -202,7 +229,12 @@ func (a *Agent) applyConfig(c Config) error {
 // Failed and Waiting say what is left undone.
 func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 	wait := a.startWork(ctx)
-	defer wait()
+	abandoned := false
+	defer func() {
+		if !abandoned {
+			a.drain(ctx, wait)
+		}
+	}()
 	a.blockDispatch = true
 	defer func() { a.blockDispatch = false }()
 	total := &PassReport{}
@@ -211,7 +243,11 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		if err != nil {
 			return total, err
 		}
-		a.wg.Wait()
+		if !a.drain(ctx, a.wg.Wait) {
+			abandoned = true
+			total.Waiting = rep.Waiting
+			return total, ctx.Err()
+		}
 		d := a.takeDone()
 		total.Partitions = rep.Partitions
 		total.Archived += d.Archived
@@ -221,6 +257,10 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		total.RawBytes += d.RawBytes
 		total.Stored += d.Stored
 		total.Errors = append(total.Errors, d.Errors...)
+		if ctx.Err() != nil { // stopped: what is left is unfinished, not done
+			total.Waiting = rep.Waiting
+			return total, ctx.Err()
+		}
 		gaveUp := a.givenUp()
 		if rep.Started == 0 && rep.Waiting <= gaveUp {
 			total.Failed, total.Waiting = gaveUp, rep.Waiting-gaveUp

@@ -150,6 +150,11 @@ func runAgent(c *cli.Context) error {
 	defer a.Close()
 	if c.Bool("once") {
 		rep, err := a.RunOnce(ctx)
+		if err != nil && ctx.Err() != nil {
+			fmt.Fprintf(c.App.Writer, "segvault agent --once: interrupted: %d segments archived, %d already archived, %d corrupt, %d lost, %d failed before the stop\n",
+				rep.Archived, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+			return &exitError{code: agentExitInterrupted, err: errors.New("agent --once interrupted by a signal; run it again to finish")}
+		}
 		if err != nil {
 			return err
 		}
@@ -186,6 +191,10 @@ func runAgent(c *cli.Context) error {
 	log.Info("segvault agent stopped")
 	return err
 }
+
+// agentExitInterrupted is the exit status of an --once run stopped by
+// SIGTERM or SIGINT (the shell's 128+SIGINT).
+const agentExitInterrupted = 130
 
 // startArgs is the command line segvault was started with (set by run).
 var startArgs []string
