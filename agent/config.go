@@ -132,6 +132,28 @@ func topicRegexp(s string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
+// snapshot is the configuration in force: immutable once published. A
+// reload (SIGHUP) builds a new one and swaps it in atomically; every
+// operation (a pass, a shipment) takes the snapshot once and reads only it.
+type snapshot struct {
+	Config
+	filter topicFilter
+}
+
+func newSnapshot(c Config) *snapshot {
+	c.IncludeTopics = append([]string(nil), c.IncludeTopics...)
+	c.ExcludeTopics = append([]string(nil), c.ExcludeTopics...)
+	return &snapshot{Config: c, filter: newTopicFilter(&c)}
+}
+
+// snap returns the configuration in force.
+func (a *Agent) snap() *snapshot {
+	if s := a.live.Load(); s != nil {
+		return s
+	}
+	return newSnapshot(a.cfg) // an Agent built without New (tests)
+}
+
 // topicFilter applies IncludeTopics and ExcludeTopics.
 type topicFilter struct{ include, exclude []*regexp.Regexp }
 

@@ -140,7 +140,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 	defer cancel()
 	go wt.loop(wctx)
 	const debounce = 500 * time.Millisecond
-	tick := time.NewTicker(a.cfg.ScanInterval)
+	tick := time.NewTicker(a.snap().ScanInterval)
 	defer tick.Stop()
 	for {
 		rep, err := a.Pass(ctx)
@@ -156,9 +156,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 				"lost", d.Lost, "failed", d.Failed, "bytes", d.RawBytes)
 		}
 		wt.sync()
-		next := a.cfg.ScanInterval
+		cfg := a.snap()
+		next := cfg.ScanInterval
 		if rep != nil && rep.Waiting > 0 {
-			next = min(next, max(a.cfg.SettleTime, 200*time.Millisecond)) // come back when they may have settled
+			next = min(next, max(cfg.SettleTime, 200*time.Millisecond)) // come back when they may have settled
 		}
 		timer := time.NewTimer(next)
 		select {
@@ -172,10 +173,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 			time.Sleep(debounce)
 		case cfg := <-reload:
 			if err := a.applyConfig(cfg); err != nil {
-				a.log.Error("config reload rejected", "err", err)
+				a.ReloadFailed(err)
 			} else {
 				a.log.Info("config reloaded")
-				tick.Reset(a.cfg.ScanInterval)
+				tick.Reset(a.snap().ScanInterval)
 			}
 		}
 		timer.Stop()
@@ -209,18 +210,29 @@ func (a *Agent) drain(ctx context.Context, wait func()) bool {
 	}
 }
 
-// applyConfig takes the reloadable options of a new config.
+// applyConfig takes the reloadable options of a new config: it builds a
+// new snapshot and swaps it in; shipments in flight keep the one they took.
+// An invalid config changes nothing.
 func (a *Agent) applyConfig(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	a.mu.Lock()
+	a.mu.Lock() // one reload at a time
 	defer a.mu.Unlock()
-	a.cfg.IncludeTopics, a.cfg.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
-	a.filter = newTopicFilter(&c)
-	a.cfg.ScanInterval, a.cfg.SettleTime = c.ScanInterval, c.SettleTime
-	a.cfg.DeepValidate, a.cfg.DropCache = c.DeepValidate, c.DropCache
+	n := a.snap().Config
+	n.IncludeTopics, n.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
+	n.ScanInterval, n.SettleTime = c.ScanInterval, c.SettleTime
+	n.DeepValidate, n.DropCache = c.DeepValidate, c.DropCache
+	a.live.Store(newSnapshot(n))
 	return nil
+}
+
+// ReloadFailed records a rejected reload (SIGHUP with an invalid config
+// file): logged and counted in segvault_agent_failures_total{stage=
+// "config_reload"}; the configuration in force stays.
+func (a *Agent) ReloadFailed(err error) {
+	a.metrics.Failures.WithLabelValues("config_reload").Inc()
+	a.log.Error("config reload rejected; the running configuration stays", "err", err)
 }
 
 // RunOnce archives every segment that has rolled, waiting for ones that
@@ -271,7 +283,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 			case <-ctx.Done():
 				total.Waiting = rep.Waiting
 				return total, ctx.Err()
-			case <-time.After(min(max(a.cfg.SettleTime, 100*time.Millisecond), time.Second)):
+			case <-time.After(min(max(a.snap().SettleTime, 100*time.Millisecond), time.Second)):
 			}
 		}
 	}

@@ -191,7 +191,7 @@ func runAgent(c *cli.Context) error {
 		for range hup {
 			nc, err := reloadConfig(c)
 			if err != nil {
-				log.Error("SIGHUP: config not reloaded", "err", err)
+				a.ReloadFailed(fmt.Errorf("SIGHUP: %w", err))
 				continue
 			}
 			reload <- nc
