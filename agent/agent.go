@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,7 +52,7 @@ type Agent struct {
 	log     *slog.Logger
 	metrics *Metrics
 	version string
-	filter  topicFilter
+	live    atomic.Pointer[snapshot] // the reloadable configuration in force (snap)
 	state   *State
 	staging *staging
 	limiter *rate.Limiter
@@ -115,9 +116,10 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 		}
 	}
 	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
-		version: version, filter: newTopicFilter(&cfg), seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
+		version: version, seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
 		roots: map[string]rootCapture{}, slots: make(chan struct{}, cfg.Concurrency), inflight: map[string]bool{}, retry: map[string]retryState{},
 		kick: make(chan struct{}, 1), workCtx: context.Background(), failing: map[string]error{}}
+	a.live.Store(newSnapshot(cfg))
 	if cfg.ReadBytesPerS > 0 {
 		a.limiter = rate.NewLimiter(rate.Limit(cfg.ReadBytesPerS), int(min(cfg.ReadBytesPerS, 4<<20)))
 	}
@@ -214,6 +216,7 @@ type PassReport struct {
 // error only for problems that stop the whole pass.
 func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	start := time.Now()
+	cfg := a.snap()
 	rep := &PassReport{}
 	var work []*observation
 	live := map[string]bool{}
@@ -228,7 +231,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 				return rep, fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
 			}
 		}
-		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		scans, err := scanLogDir(dir, cfg.filter, a.cfg.IncludeActive)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", dir, err)
 		}
@@ -248,7 +251,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	// Staged segments whose originals Kafka deleted still get archived.
 	for _, c := range a.staging.orphans() {
 		c := c
-		if live[c.key()] || !a.filter.match(c.Dir.Topic) {
+		if live[c.key()] || !cfg.filter.match(c.Dir.Topic) {
 			continue
 		}
 		live[c.key()] = true
@@ -312,7 +315,8 @@ func (a *Agent) consider(c *candidate, now time.Time) *observation {
 // settled: a rolled segment is shipped once its files have not changed for
 // SettleTime (by mtime, or by identical observations that far apart).
 func (a *Agent) settled(o *observation, now time.Time) bool {
-	if a.cfg.SettleTime == 0 || o.since.IsZero() {
+	settle := a.snap().SettleTime
+	if settle == 0 || o.since.IsZero() {
 		return true
 	}
 	newest := time.Time{}
@@ -321,7 +325,7 @@ func (a *Agent) settled(o *observation, now time.Time) bool {
 			newest = f.MTime
 		}
 	}
-	return now.Sub(newest) >= a.cfg.SettleTime || now.Sub(o.since) >= a.cfg.SettleTime
+	return now.Sub(newest) >= settle || now.Sub(o.since) >= settle
 }
 
 func sameFiles(x, y []fileStat) bool {
@@ -945,7 +949,7 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		scans, err := scanLogDir(dir, a.snap().filter, a.cfg.IncludeActive)
 		if err != nil {
 			return err
 		}

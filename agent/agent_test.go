@@ -43,7 +43,7 @@ func TestConfigValidateNamesOption(t *testing.T) {
 	c.Concurrency, c.Compression = 0, "lzma"
 	c.IncludeTopics = []string{"("}
 	err := c.Validate()
-	for _, opt := range []string{"log_dirs", "bucket", "state_dir", "concurrency", "compression", "include_topics"} {
+	for _, opt := range []string{"log-dirs", "bucket", "state-dir", "concurrency", "compression", "include-topics"} {
 		if err == nil || !strings.Contains(err.Error(), opt) {
 			t.Errorf("error does not name %s: %v", opt, err)
 		}

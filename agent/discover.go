@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 )
 
@@ -66,7 +67,7 @@ func ReadServerProperties(path string) (dirs []string, nodeID int32, err error) 
 func ReadIdentity(logDir, clusterOverride string, brokerOverride int32) (BrokerIdentity, error) {
 	id := BrokerIdentity{ClusterID: clusterOverride, BrokerID: brokerOverride}
 	path := filepath.Join(logDir, index.MetaPropertiesFile)
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFileRegular(path)
 	switch {
 	case err == nil:
 		m, err := index.ParseMetaProperties(path, data)
@@ -85,13 +86,13 @@ func ReadIdentity(logDir, clusterOverride string, brokerOverride int32) (BrokerI
 		return id, fmt.Errorf("read %s: %w", path, err)
 	}
 	if id.ClusterID == "" {
-		return id, fmt.Errorf("%s: no cluster.id in meta.properties (ZooKeeper-era broker?): set cluster_id", logDir)
+		return id, fmt.Errorf("%s: no cluster.id in meta.properties (ZooKeeper-era broker?): set --cluster-id", logDir)
 	}
 	if segment.ValidateTopic(id.ClusterID) != nil {
 		return id, fmt.Errorf("%s: cluster id %q is not usable in object keys", logDir, id.ClusterID)
 	}
 	if id.BrokerID < 0 {
-		return id, fmt.Errorf("%s: no node.id/broker.id in meta.properties: set broker_id", logDir)
+		return id, fmt.Errorf("%s: no node.id/broker.id in meta.properties: set --broker-id", logDir)
 	}
 	return id, nil
 }

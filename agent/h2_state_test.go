@@ -116,7 +116,7 @@ func TestH2StatePrunedToLiveSet(t *testing.T) {
 		t.Fatalf("state holds %d entries after archiving %d", n, rep.Archived)
 	}
 	// A crash between commit and unstage leaves a link behind.
-	scans, err := scanLogDir(logs, a.filter, false)
+	scans, err := scanLogDir(logs, a.snap().filter, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -41,8 +42,12 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 			if p == "" {
 				continue
 			}
-			if f, err = os.Open(p); err == nil {
+			if f, err = fsutil.OpenRegular(p); err == nil {
 				break
+			}
+			if errors.Is(err, fsutil.ErrNotRegular) { // a FIFO or device: a failure, never a gap
+				closeAll(out)
+				return nil, err
 			}
 		}
 		if f == nil {
@@ -59,7 +64,7 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 			return nil, err
 		}
 		of := openedFile{stat: fileStat{Name: fs.Name, Size: st.Size(), MTime: st.ModTime(), Ino: fs.Ino}, f: f}
-		if a.cfg.DropCache {
+		if a.snap().DropCache {
 			of.res = residentPages(f, st.Size())
 			a.checkCacheVisibility(f, of.res)
 		}
@@ -89,13 +94,14 @@ type shipResult struct {
 // it if its manifest is already in the bucket, upload every file
 // (create-only), then the manifest as the commit marker.
 func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *slog.Logger) (shipResult, error) {
+	cfg := a.snap()
 	files, err := a.openCandidate(c)
 	if err != nil {
 		return shipResult{}, err
 	}
 	defer func() {
 		for _, f := range files {
-			if a.cfg.DropCache {
+			if cfg.DropCache {
 				a.metrics.PagesDropped.Add(float64(dropNewPages(f.f, f.res)))
 			}
 			f.f.Close()
@@ -111,7 +117,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		base = -1
 	}
 	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.Name), segment.ScanOptions{
-		ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: a.cfg.DeepValidate})
+		ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: cfg.DeepValidate})
 	if err != nil {
 		var ce *segment.CorruptionError
 		if errors.As(err, &ce) {
@@ -152,7 +158,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		TopicID: ref.TopicID, BaseOffset: c.Base, SnapshotEpoch: c.Epoch, NextSegmentBase: c.NextBase, ContentID: ref.ContentID,
 		Agent: "segvault " + a.version, Validation: "shallow", Summary: sum,
 	}
-	if a.cfg.DeepValidate {
+	if cfg.DeepValidate {
 		m.Validation = "deep"
 	}
 	var res shipResult
@@ -198,7 +204,7 @@ func (a *Agent) topicID(c *candidate) string {
 		return MetadataTopicID
 	}
 	p := filepath.Join(c.DirPath, index.PartitionMetadataFile)
-	data, err := os.ReadFile(p)
+	data, err := fsutil.ReadFileRegular(p)
 	if err != nil {
 		return uploader.NoTopicID
 	}
@@ -213,7 +219,7 @@ func (a *Agent) topicID(c *candidate) string {
 func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
 	ps := &uploader.PartitionState{CapturedAt: time.Now().UTC()}
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.DirPath, name))
+		b, err := fsutil.ReadFileRegular(filepath.Join(c.DirPath, name))
 		if err != nil || len(b) > 1<<20 {
 			return nil
 		}

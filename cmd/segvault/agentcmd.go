@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -143,6 +144,11 @@ func runAgent(c *cli.Context) error {
 	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: cfg.StateDir})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if len(cfg.LogDirs) > 0 {
+		if err := checkLogDirs(cfg, cfg.LogDirs); err != nil {
+			return err
+		}
+	}
 	a, err := agent.New(ctx, cfg, agent.NewArchive(b, enc, eo), log, agent.NewMetrics(reg), version)
 	if errors.Is(err, agent.ErrStateDirLocked) {
 		return &exitError{code: exitUsage, err: err}
@@ -151,8 +157,18 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	defer a.Close()
+	if len(cfg.LogDirs) == 0 { // taken from server.properties
+		if err := checkLogDirs(cfg, a.LogDirs()); err != nil {
+			return err
+		}
+	}
 	if c.Bool("once") {
 		rep, err := a.RunOnce(ctx)
+		if err != nil && ctx.Err() != nil {
+			fmt.Fprintf(c.App.Writer, "segvault agent --once: interrupted: %d segments archived, %d already archived, %d corrupt, %d lost, %d failed before the stop\n",
+				rep.Archived, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+			return &exitError{code: agentExitInterrupted, err: errors.New("agent --once interrupted by a signal; run it again to finish")}
+		}
 		if err != nil {
 			return err
 		}
@@ -178,7 +194,7 @@ func runAgent(c *cli.Context) error {
 		for range hup {
 			nc, err := reloadConfig(c)
 			if err != nil {
-				log.Error("SIGHUP: config not reloaded", "err", err)
+				a.ReloadFailed(fmt.Errorf("SIGHUP: %w", err))
 				continue
 			}
 			reload <- nc
@@ -189,6 +205,37 @@ func runAgent(c *cli.Context) error {
 	log.Info("segvault agent stopped")
 	return err
 }
+
+// checkLogDirs makes a log dir that does not exist, is not a directory or
+// whose meta.properties cannot be read a configuration error (exit 2),
+// before anything is archived.
+func checkLogDirs(cfg agent.Config, dirs []string) error {
+	broker := cfg.BrokerID
+	if broker < 0 && cfg.ServerProperties != "" {
+		if _, node, err := agent.ReadServerProperties(cfg.ServerProperties); err == nil {
+			broker = node
+		}
+	}
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return usageErr("log dir %s does not exist (--log-dirs, or log.dirs in --server-properties)", d)
+		case err != nil:
+			return usageErr("log dir %s: %v", d, err)
+		case !fi.IsDir():
+			return usageErr("log dir %s is not a directory", d)
+		}
+		if _, err := agent.ReadIdentity(d, cfg.ClusterID, broker); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	return nil
+}
+
+// agentExitInterrupted is the exit status of an --once run stopped by
+// SIGTERM or SIGINT (the shell's 128+SIGINT).
+const agentExitInterrupted = 130
 
 // startArgs is the command line segvault was started with (set by run).
 var startArgs []string

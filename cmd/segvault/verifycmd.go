@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -268,7 +269,7 @@ func sideResults(logPath string, base int64, againstLog bool, only segment.FileK
 			continue
 		}
 		p := stem + k.Ext()
-		data, err := os.ReadFile(p)
+		data, err := fsutil.ReadFileRegular(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -315,7 +316,7 @@ func sideResults(logPath string, base int64, againstLog bool, only segment.FileK
 		}
 		return out
 	}
-	f, err := os.Open(logPath)
+	f, err := fsutil.OpenRegular(logPath)
 	if err != nil {
 		return setAll("error", err.Error())
 	}
@@ -481,7 +482,7 @@ func isActiveSegment(logPath string) bool {
 
 // openForVerify opens .log-like files for streaming and reads small ones.
 func openForVerify(path string) ([]byte, int64, *os.File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, 0, nil, err
 	}
