@@ -82,7 +82,11 @@ func agentConfig(c *cli.Context) agent.Config {
 	cfg.ClusterID = c.String("cluster-id")
 	cfg.BrokerID = int32(c.Int("broker-id"))
 	cfg.Bucket = c.String("bucket")
-	cfg.Prefix = c.String("prefix")
+	if l, err := archiveLayout(c); err == nil {
+		cfg.Prefix = l.Prefix // the URL's prefix and --prefix, as every command reads them
+	} else {
+		cfg.Prefix = c.String("prefix") // openStore reports the error
+	}
 	cfg.StateDir = c.String("state-dir")
 	cfg.IncludeTopics = c.StringSlice("include-topics")
 	cfg.ExcludeTopics = c.StringSlice("exclude-topics")
