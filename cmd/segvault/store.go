@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -58,6 +59,24 @@ func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.L
 		return nil, uploader.Layout{}, err
 	}
 	return b, layout, nil
+}
+
+// openExistingStore is openStore for the commands that read an archive
+// (ls, restore, verify --scrub): opening a local store creates its
+// directory, so a mistyped file:// path would read a new, empty archive and
+// report "nothing there" as if that were the truth. It must exist.
+func openExistingStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+	raw, err := bucketURL(c)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	if store, _, err := uploader.SplitURL(raw); err == nil && strings.HasPrefix(store, "file://") {
+		dir := strings.TrimPrefix(store, "file://")
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, uploader.Layout{}, usageErr("--bucket %s: no archive there (%s is not an existing directory)", raw, dir)
+		}
+	}
+	return openStore(ctx, c)
 }
 
 // bucketURL is --bucket, a file URL made absolute.

@@ -536,19 +536,7 @@ func runScrub(c *cli.Context) error {
 	if c.String("scrub-state") != "" && !c.IsSet("sample") {
 		return usageErr("--scrub-state keeps the --sample rotation: give --sample too")
 	}
-	raw, err := bucketURL(c)
-	if err != nil {
-		return err
-	}
-	if store, _, err := uploader.SplitURL(raw); err == nil && strings.HasPrefix(store, "file://") {
-		// Opening a local store creates its directory: a mistyped path
-		// would scrub a new, empty archive.
-		dir := strings.TrimPrefix(store, "file://")
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return usageErr("--bucket %s: no archive there (%s is not an existing directory)", raw, dir)
-		}
-	}
-	b, layout, err := openStore(ctx, c)
+	b, layout, err := openExistingStore(ctx, c)
 	if err != nil {
 		return err
 	}
