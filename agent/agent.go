@@ -73,7 +73,7 @@ type Agent struct {
 	ready            bool
 	cacheBlindWarned bool
 	lastErr          error
-	partPaths        map[string]bool // partition dirs seen in the last scan
+	partPaths        map[string]bool       // partition dirs seen in the last scan
 	swaps            map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
 }
 
