@@ -73,8 +73,9 @@ type Agent struct {
 	ready            bool
 	cacheBlindWarned bool
 	lastErr          error
-	partPaths        map[string]bool       // partition dirs seen in the last scan
-	swaps            map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
+	partPaths        map[string]bool // partition dirs seen in the last scan
+
+	swaps map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
 }
 
 type observation struct {
