@@ -632,10 +632,12 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 	if err := a.state.Put(entry); err != nil {
 		return r, err
 	}
-	a.staging.unstage(c)
+	// Forget it before unstaging: a concurrent pass that no longer finds it
+	// (neither in the log dir nor staged) must not take it for lost.
 	a.mu.Lock()
 	delete(a.seen, c.key())
 	a.mu.Unlock()
+	a.staging.unstage(c)
 	return r, nil
 }
 
