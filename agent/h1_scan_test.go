@@ -397,3 +397,46 @@ func h1Value(c prometheus.Metric) float64 {
 	}
 	return m.GetGauge().GetValue()
 }
+
+// A partition dir that cannot be scanned is a failure of that partition
+// only: the other log dir (JBOD) is archived in the same pass, and what was
+// seen in the failing dir is neither lost nor forgotten.
+func TestH1ScanErrorIsolated(t *testing.T) {
+	bad, badPart := h1LogDir(t)
+	good, _ := h1LogDir(t)
+	a, _, b := h1Agent(t, bad, func(c *Config) { c.LogDirs = []string{bad, good}; c.SettleTime = time.Hour })
+	ctx := context.Background()
+	wait := a.startWork(ctx)
+	defer wait()
+	if _, err := a.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The index becomes unreadable (a directory in its place: EISDIR).
+	idx := filepath.Join(badPart, "00000000000000000000.index")
+	os.Remove(idx)
+	os.Mkdir(idx, 0o755)
+	a.cfg.SettleTime = 0
+	rep, err := a.Pass(ctx)
+	if err != nil {
+		t.Fatalf("one bad partition stops the pass: %v", err)
+	}
+	a.wg.Wait()
+	if rep.Failed != 1 || len(rep.Errors) != 1 || !strings.Contains(rep.Errors[0].Error(), badPart) {
+		t.Errorf("failure not reported with its dir: %+v", rep)
+	}
+	if len(h1Manifests(t, b)) != 1 {
+		t.Errorf("the good log dir was not archived: %d manifests", len(h1Manifests(t, b)))
+	}
+	if v := h1Value(a.metrics.SegmentsLost); v != 0 {
+		t.Errorf("%v segments recorded lost", v)
+	}
+	a.mu.Lock()
+	kept := false
+	for _, o := range a.seen {
+		kept = kept || o.c.DirPath == badPart
+	}
+	a.mu.Unlock()
+	if !kept {
+		t.Error("the failing partition's segment was forgotten")
+	}
+}
