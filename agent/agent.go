@@ -623,6 +623,7 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 		a.metrics.RollToArchive.Observe(time.Since(o.first).Seconds())
 		log.Info("archived", "key", r.manifest, "bytes", r.raw, "stored_bytes", r.stored)
 		if r.truncated {
+			a.metrics.TruncatedSegments.Inc()
 			entry.Detail = "truncated to its last complete batch (torn tail)"
 		}
 	default:

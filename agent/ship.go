@@ -241,7 +241,6 @@ func (a *Agent) truncateToValid(ctx context.Context, c *candidate, files []opene
 		}
 		kept = append(kept, f)
 	}
-	a.metrics.TruncatedSegments.Inc()
 	log.Warn("active segment has a torn tail: archiving it truncated to its last complete batch, as Kafka's recovery would",
 		"file", c.path(main.stat.src()), "valid_bytes", sum.Size, "file_bytes", fileBytes, "truncated_at_byte", ce.Pos, "check", ce.Check, "err", ce.Err)
 	return kept, hex.EncodeToString(sha.Sum(nil)), nil
