@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,6 +81,8 @@ type Agent struct {
 	lastErr          error
 	partPaths        map[string]bool  // partition dirs seen in the last scan
 	failing          map[string]error // last error of segments whose shipment fails, for /readyz
+
+	swaps map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
 }
 
 type observation struct {
@@ -88,6 +91,8 @@ type observation struct {
 	since  time.Time // when its current file identity was first seen
 	staged bool
 	warned bool // "not protected" logged once
+	// waitNoted: the SettleWait was logged and counted.
+	waitNoted bool
 }
 
 type rootCapture struct {
@@ -103,6 +108,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	var err error
 	if cfg.ServerProperties != "" && (len(cfg.LogDirs) == 0 || cfg.BrokerID < 0) {
 		dirs, node, err := ReadServerProperties(cfg.ServerProperties)
 		if err != nil {
@@ -114,6 +120,9 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 		if cfg.BrokerID < 0 {
 			cfg.BrokerID = node
 		}
+	}
+	if cfg.LogDirs, err = resolveLogDirs(cfg.LogDirs); err != nil {
+		return nil, err
 	}
 	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
 		version: version, seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
@@ -129,7 +138,6 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 		}
 	}
 	var fresh bool
-	var err error
 	if a.lock, err = lockStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -207,13 +215,17 @@ type PassReport struct {
 	Lost       int
 	Waiting    int // rolled but not settled yet, or waiting for a free worker
 	Failed     int
+	Truncated  int // active segments archived up to their last complete batch (torn tail)
 	RawBytes   int64
 	Stored     int64
 	Errors     []error
 }
 
-// Pass scans every log dir once and ships what has settled. It returns an
-// error only for problems that stop the whole pass.
+// Pass scans every log dir once and ships what has settled. Errors are
+// isolated: a log dir or partition dir that cannot be read is counted as a
+// failure (rep.Failed, rep.Errors) and the rest is still archived; the
+// segments already seen there are neither lost nor forgotten. Pass returns
+// an error only when no log dir could be scanned at all.
 func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	start := time.Now()
 	cfg := a.snap()
@@ -221,23 +233,47 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	var work []*observation
 	live := map[string]bool{}
 	parts := map[string]bool{}
+	failedDirs := map[string]bool{} // log dirs and partition dirs not scanned
+	var dirErrs []error
+	fail := func(path string, err error) {
+		failedDirs[path] = true
+		rep.Failed++
+		rep.Errors = append(rep.Errors, err)
+		a.metrics.Failures.WithLabelValues("scan").Inc()
+		a.log.Error("scan failed; will retry", "file", path, "err", err)
+	}
+	swaps := map[string]partitionScan{}
 	for _, dir := range a.cfg.LogDirs {
 		id, err := a.identity(dir)
 		if err != nil {
-			return rep, err
+			dirErrs = append(dirErrs, err)
+			fail(dir, err)
+			continue
 		}
 		if a.cfg.IncludeActive {
 			if held, err := brokerHoldsLock(dir); err != nil || held {
-				return rep, fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
+				err := fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
+				dirErrs = append(dirErrs, err)
+				fail(dir, err)
+				continue
 			}
 		}
-		scans, err := scanLogDir(dir, cfg.filter, a.cfg.IncludeActive)
+		scans, failed, err := scanLogDirIsolated(dir, cfg.filter, a.cfg.IncludeActive)
 		if err != nil {
-			return rep, fmt.Errorf("%s: %w", dir, err)
+			err = fmt.Errorf("%s: %w", dir, err)
+			dirErrs = append(dirErrs, err)
+			fail(dir, err)
+			continue
+		}
+		for path, err := range failed {
+			fail(path, err)
 		}
 		rep.Partitions += len(scans)
 		for _, ps := range scans {
 			parts[ps.Path] = true
+			if ps.Unstable != "" {
+				swaps[ps.Path] = ps
+			}
 			for i := range ps.Candidates {
 				c := ps.Candidates[i]
 				live[c.key()] = true
@@ -247,6 +283,21 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 			}
 		}
 		a.captureRootAsync(dir, id)
+	}
+	if len(dirErrs) == len(a.cfg.LogDirs) && len(dirErrs) > 0 {
+		return rep, errors.Join(dirErrs...)
+	}
+	a.noteSwaps(swaps, start)
+	// What was seen in a dir that could not be scanned now is still there
+	// as far as we know: keep it (neither lost nor forgotten).
+	if len(failedDirs) > 0 {
+		a.mu.Lock()
+		for k, o := range a.seen {
+			if failedDirs[o.c.DirPath] || failedDirs[o.c.LogDir] {
+				live[k] = true
+			}
+		}
+		a.mu.Unlock()
 	}
 	// Staged segments whose originals Kafka deleted still get archived.
 	for _, c := range a.staging.orphans() {
@@ -313,9 +364,25 @@ func (a *Agent) consider(c *candidate, now time.Time) *observation {
 }
 
 // settled: a rolled segment is shipped once its files have not changed for
-// SettleTime (by mtime, or by identical observations that far apart).
+// SettleTime (by mtime, or by identical observations that far apart). One
+// whose indexes did not settle (SettleWait) is shipped without them once it
+// has been seen for settleTimeout; the wait is logged once and counted.
 func (a *Agent) settled(o *observation, now time.Time) bool {
 	settle := a.snap().SettleTime
+	if o.c.SettleWait != "" {
+		a.mu.Lock()
+		first := !o.waitNoted
+		o.waitNoted = true
+		a.mu.Unlock()
+		if first {
+			a.metrics.SettleWaits.WithLabelValues(o.c.SettleWait).Inc()
+			a.log.Info("rolled segment's index has not settled; archiving it without that index after a bounded wait (restore rebuilds it as Kafka's recovery does)",
+				"file", o.c.path(o.c.Files[0].Name), "reason", o.c.SettleWait, "wait", a.settleTimeout())
+		}
+		if now.Sub(o.first) < a.settleTimeout() {
+			return false
+		}
+	}
 	if settle == 0 || o.since.IsZero() {
 		return true
 	}
@@ -326,6 +393,64 @@ func (a *Agent) settled(o *observation, now time.Time) bool {
 		}
 	}
 	return now.Sub(newest) >= settle || now.Sub(o.since) >= settle
+}
+
+// settleTimeout bounds the wait for files that do not settle (an index
+// with a zero-filled tail): three scan intervals, at least SettleTime. For
+// a stopped broker (IncludeActive, its .lock checked) nothing will change:
+// no wait.
+func (a *Agent) settleTimeout() time.Duration {
+	if a.cfg.IncludeActive {
+		return 0
+	}
+	cfg := a.snap()
+	return max(3*cfg.ScanInterval, cfg.SettleTime)
+}
+
+// noteSwaps tracks partitions with a log-cleaner swap in progress: one that
+// persists for settleTimeout is reported once (WARN and the
+// cleaner_swap_pending gauge); the gauge is cleared when it is gone.
+func (a *Agent) noteSwaps(now map[string]partitionScan, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.swaps == nil {
+		a.swaps = map[string]*swapWatch{}
+	}
+	for p, w := range a.swaps {
+		if _, ok := now[p]; !ok {
+			if w.reported {
+				a.metrics.CleanerSwapPending.DeleteLabelValues(w.topic, w.partition)
+				a.log.Info("log-cleaner swap finished", "file", p)
+			}
+			delete(a.swaps, p)
+		}
+	}
+	for p, ps := range now {
+		w := a.swaps[p]
+		if w == nil {
+			w = &swapWatch{since: at, topic: ps.Dir.Topic, partition: strconv.Itoa(int(ps.Dir.Partition))}
+			a.swaps[p] = w
+		}
+		if a.cfg.IncludeActive && !w.reported {
+			w.reported = true
+			a.metrics.CleanerSwapPending.WithLabelValues(w.topic, w.partition).Set(1)
+			a.log.Warn("interrupted log-cleaner swap: archiving what Kafka's log loader would load", "file", p, "detail", ps.Unstable)
+			continue
+		}
+		if !w.reported && at.Sub(w.since) >= max(3*a.snap().ScanInterval, a.snap().SettleTime) {
+			w.reported = true
+			a.metrics.CleanerSwapPending.WithLabelValues(w.topic, w.partition).Set(1)
+			a.log.Warn("log-cleaner swap pending for long; the segments it covers wait, the others are archived", "file", p,
+				"detail", ps.Unstable, "since", w.since)
+		}
+	}
+}
+
+// swapWatch is a partition with a log-cleaner swap in progress.
+type swapWatch struct {
+	since            time.Time
+	topic, partition string
+	reported         bool
 }
 
 func sameFiles(x, y []fileStat) bool {
@@ -397,6 +522,9 @@ func (a *Agent) dispatch(ctx context.Context, ready []*observation, rep *PassRep
 				switch r.status {
 				case statusArchived:
 					d.Archived++
+					if r.truncated {
+						d.Truncated++
+					}
 					d.RawBytes += r.raw
 					d.Stored += r.stored
 				case statusCorrupt:
@@ -476,8 +604,8 @@ func (a *Agent) startWork(ctx context.Context) (wait func()) {
 
 // protect hard-links a candidate's files into staging once.
 func (a *Agent) protect(o *observation) {
-	if o.staged || a.staging.budget == 0 {
-		return
+	if o.staged || a.staging.budget == 0 || o.c.fromSwap() {
+		return // a salvaged swap (stopped broker): nothing will delete it
 	}
 	ok, why, err := a.staging.stage(&o.c)
 	switch {
@@ -542,6 +670,10 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 		a.metrics.LastSuccess.SetToCurrentTime()
 		a.metrics.RollToArchive.Observe(time.Since(o.first).Seconds())
 		log.Info("archived", "key", r.manifest, "bytes", r.raw, "stored_bytes", r.stored)
+		if r.truncated {
+			a.metrics.TruncatedSegments.Inc()
+			entry.Detail = "truncated to its last complete batch (torn tail)"
+		}
 	default:
 		a.metrics.AlreadyInArchive.Inc()
 		log.Debug("already archived", "key", r.manifest)
@@ -549,10 +681,12 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 	if err := a.state.Put(entry); err != nil {
 		return r, err
 	}
-	a.staging.unstage(c)
+	// Forget it before unstaging: a concurrent pass that no longer finds it
+	// (neither in the log dir nor staged) must not take it for lost.
 	a.mu.Lock()
 	delete(a.seen, c.key())
 	a.mu.Unlock()
+	a.staging.unstage(c)
 	return r, nil
 }
 
@@ -947,11 +1081,13 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 	for _, dir := range a.cfg.LogDirs {
 		id, err := a.identity(dir)
 		if err != nil {
-			return err
+			a.log.Warn("state not rebuilt for a log dir", "file", dir, "err", err)
+			continue // one broken log dir does not stop the others
 		}
-		scans, err := scanLogDir(dir, a.snap().filter, a.cfg.IncludeActive)
+		scans, _, err := scanLogDirIsolated(dir, a.snap().filter, a.cfg.IncludeActive)
 		if err != nil {
-			return err
+			a.log.Warn("state not rebuilt for a log dir", "file", dir, "err", err)
+			continue
 		}
 		for _, ps := range scans {
 			byBase := map[string]*candidate{}

@@ -38,7 +38,11 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 	for _, fs := range c.Files {
 		var f *os.File
 		var err error
-		for _, p := range []string{c.path(fs.Name), c.path(fs.Name + segment.SuffixDeleted), a.staging.path(c, fs.Name)} {
+		paths := []string{c.path(fs.Name), c.path(fs.Name + segment.SuffixDeleted), a.staging.path(c, fs.Name)}
+		if fs.Src != "" {
+			paths = []string{c.path(fs.Src)} // a salvaged swap file: only that one
+		}
+		for _, p := range paths {
 			if p == "" {
 				continue
 			}
@@ -63,7 +67,7 @@ func (a *Agent) openCandidate(c *candidate) ([]openedFile, error) {
 			closeAll(out)
 			return nil, err
 		}
-		of := openedFile{stat: fileStat{Name: fs.Name, Size: st.Size(), MTime: st.ModTime(), Ino: fs.Ino}, f: f}
+		of := openedFile{stat: fileStat{Name: fs.Name, Size: st.Size(), MTime: st.ModTime(), Ino: fs.Ino, Src: fs.Src}, f: f}
 		if a.snap().DropCache {
 			of.res = residentPages(f, st.Size())
 			a.checkCacheVisibility(f, of.res)
@@ -88,6 +92,8 @@ type shipResult struct {
 	raw      int64
 	stored   int64
 	detail   string
+	// truncated: a torn active segment archived up to its valid prefix.
+	truncated bool
 }
 
 // ship archives one candidate: validate and hash the .log in one pass, skip
@@ -116,16 +122,30 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	if c.Kind == uploader.KindKRaftSnapshot {
 		base = -1
 	}
-	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.Name), segment.ScanOptions{
+	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.src()), segment.ScanOptions{
 		ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: cfg.DeepValidate})
+	var truncated *segment.CorruptionError
 	if err != nil {
 		var ce *segment.CorruptionError
-		if errors.As(err, &ce) {
+		if errors.As(err, &ce) && c.Active && segment.IsTruncated(err) {
+			// Salvage of a stopped broker's torn active segment: keep what
+			// Kafka's recovery keeps, the batches before the torn one.
+			truncated = ce
+			err = nil
+		} else if errors.As(err, &ce) {
 			return shipResult{status: statusCorrupt, detail: err.Error()}, nil
+		} else {
+			return shipResult{}, fmt.Errorf("validate: %w", err)
 		}
-		return shipResult{}, fmt.Errorf("validate: %w", err)
 	}
 	rawSHA := hex.EncodeToString(sha.Sum(nil))
+	if truncated != nil {
+		files, rawSHA, err = a.truncateToValid(ctx, c, files, sum, truncated, log)
+		if err != nil {
+			return shipResult{}, err
+		}
+		main = files[0]
+	}
 	// The batch header's baseOffset is outside Kafka's CRC: a rolled
 	// segment's offsets must end below the base of the segment after it.
 	if c.Kind == uploader.KindSegment && c.NextBase >= 0 && sum.LastOffset >= c.NextBase {
@@ -173,7 +193,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		}
 		if i == 0 && rec.SHA256 != rawSHA {
 			// The file changed between the two passes (truncation): do not commit.
-			return shipResult{}, fmt.Errorf("%s changed while it was archived (sha256 %s, then %s)", c.path(f.stat.Name), rawSHA, rec.SHA256)
+			return shipResult{}, fmt.Errorf("%s changed while it was archived (sha256 %s, then %s)", c.path(f.stat.src()), rawSHA, rec.SHA256)
 		}
 		rec.Name, rec.ModTime = f.stat.Name, f.stat.MTime
 		m.Files = append(m.Files, rec)
@@ -195,7 +215,41 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		return shipResult{}, fmt.Errorf("commit manifest %s: %w", mkey, err)
 	}
 	res.status, res.manifest = statusArchived, mkey
+	res.truncated = truncated != nil
 	return res, nil
+}
+
+// truncateToValid cuts a torn active segment to its valid prefix, as
+// Kafka's recovery does (LogSegment.recover truncates to the last complete,
+// valid batch): the .log is archived up to sum.Size and hashed again; its
+// indexes, which may point past the cut, are left for restore to rebuild,
+// and a producer snapshot above the new log end is dropped (Kafka deletes
+// it at load). The files dropped are closed.
+func (a *Agent) truncateToValid(ctx context.Context, c *candidate, files []openedFile, sum *segment.Summary, ce *segment.CorruptionError, log *slog.Logger) ([]openedFile, string, error) {
+	main := files[0]
+	end := c.Base
+	if sum.LastOffset >= 0 {
+		end = sum.LastOffset + 1
+	}
+	sha := sha256.New()
+	if _, err := io.Copy(sha, a.limitRead(ctx, io.NewSectionReader(main.f, 0, sum.Size))); err != nil {
+		return files, "", fmt.Errorf("read %s: %w", c.path(main.stat.src()), err)
+	}
+	fileBytes := main.stat.Size
+	main.stat.Size = sum.Size
+	kept := []openedFile{main}
+	for _, f := range files[1:] {
+		n, ok := segment.ParseFileName(f.stat.Name)
+		if ok && (n.Kind == segment.KindIndex || n.Kind == segment.KindTimeIndex || n.Kind == segment.KindTxnIndex ||
+			(n.Kind == segment.KindSnapshot && n.BaseOffset > end)) {
+			f.f.Close()
+			continue
+		}
+		kept = append(kept, f)
+	}
+	log.Warn("active segment has a torn tail: archiving it truncated to its last complete batch, as Kafka's recovery would",
+		"file", c.path(main.stat.src()), "valid_bytes", sum.Size, "file_bytes", fileBytes, "truncated_at_byte", ce.Pos, "check", ce.Check, "err", ce.Err)
+	return kept, hex.EncodeToString(sha.Sum(nil)), nil
 }
 
 // topicID reads the partition's topic id, NoTopicID if it has none.

@@ -266,6 +266,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		total.Already += d.Already
 		total.Corrupt += d.Corrupt
 		total.Lost += d.Lost
+		total.Truncated += d.Truncated
 		total.RawBytes += d.RawBytes
 		total.Stored += d.Stored
 		total.Errors = append(total.Errors, d.Errors...)
@@ -275,7 +276,9 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		}
 		gaveUp := a.givenUp()
 		if rep.Started == 0 && rep.Waiting <= gaveUp {
-			total.Failed, total.Waiting = gaveUp, rep.Waiting-gaveUp
+			// Log dirs and partition dirs that could not be scanned count as failed too.
+			total.Failed, total.Waiting = gaveUp+rep.Failed, rep.Waiting-gaveUp
+			total.Errors = append(total.Errors, rep.Errors...)
 			return total, nil
 		}
 		if rep.Started == 0 { // only unsettled or backing-off segments left

@@ -178,6 +178,9 @@ func runAgent(c *cli.Context) error {
 		}
 		fmt.Fprintf(c.App.Writer, "segvault agent --once: %d partitions, %d segments archived (%d bytes, %d stored), %d already archived, %d corrupt, %d lost, %d failed\n",
 			rep.Partitions, rep.Archived, rep.RawBytes, rep.Stored, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+		if rep.Truncated > 0 {
+			fmt.Fprintf(c.App.Writer, "segvault agent --once: %d torn active segments archived truncated to their last complete batch (see the log for byte positions)\n", rep.Truncated)
+		}
 		if rep.Corrupt > 0 || rep.Failed > 0 || rep.Waiting > 0 {
 			return &exitError{code: exitFailure, err: errors.Join(append([]error{fmt.Errorf("%d corrupt, %d failed and %d unfinished segments (see the log)", rep.Corrupt, rep.Failed, rep.Waiting)}, rep.Errors...)...)}
 		}
