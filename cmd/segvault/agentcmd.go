@@ -213,9 +213,9 @@ func runAgent(c *cli.Context) error {
 	return err
 }
 
-// checkLogDirs makes a log dir that does not exist, is not a directory or
-// whose meta.properties cannot be read a configuration error (exit 2),
-// before anything is archived.
+// checkLogDirs makes a log dir that does not exist or is not a directory a
+// configuration error (exit 2), before anything is archived; so is a
+// meta.properties that cannot be read when no log dir can be identified.
 func checkLogDirs(cfg agent.Config, dirs []string) error {
 	broker := cfg.BrokerID
 	if broker < 0 && cfg.ServerProperties != "" {
@@ -223,6 +223,8 @@ func checkLogDirs(cfg agent.Config, dirs []string) error {
 			broker = node
 		}
 	}
+	var idErr error
+	identified := 0
 	for _, d := range dirs {
 		fi, err := os.Stat(d)
 		switch {
@@ -234,8 +236,16 @@ func checkLogDirs(cfg agent.Config, dirs []string) error {
 			return usageErr("log dir %s is not a directory", d)
 		}
 		if _, err := agent.ReadIdentity(d, cfg.ClusterID, broker); err != nil {
-			return &exitError{code: exitUsage, err: err}
+			idErr = errors.Join(idErr, err)
+			continue
 		}
+		identified++
+	}
+	// With JBOD, one log dir whose meta.properties cannot be read is that
+	// dir's failure (reported, retried, the others archived); when none
+	// can say whose data it holds, nothing can be archived: configuration.
+	if identified == 0 && idErr != nil {
+		return &exitError{code: exitUsage, err: idErr}
 	}
 	return nil
 }
