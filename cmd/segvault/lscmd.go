@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,16 +24,19 @@ func lsCommand() *cli.Command {
 		&cli.StringFlag{Name: "cluster", Usage: "only this cluster"},
 		&cli.StringFlag{Name: "topic", Usage: "only topics matching this regular expression"},
 		&cli.BoolFlag{Name: "json", Usage: "JSON output"},
+		&cli.BoolFlag{Name: "wide", Usage: "table: also the CLUSTER (always shown when the archive holds several) and TOPIC ID columns"},
 	}, storeFlags()...)
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list what the archive holds: clusters, brokers, topics, partitions, offset and time ranges, gaps",
 		Description: `Prints one line per archived partition: its topic id, the brokers whose copies are archived,
-the segments (and KRaft snapshots), the offset and time range, raw and stored bytes, and GAPS:
+the segments (and KRaft snapshots), the offset and time range, raw and stored bytes, and GAPS ("-": none):
 offset ranges missing from the archive ("100..199"), marked "(lost)" when the agent recorded
 that Kafka deleted the segment before it could be archived (a gap marker), and lost segments
 no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
-too. --json prints the same with the gap markers in full ("lost_segments").
+too. OFFSETS "empty at N": the archived segments hold no record, the next offset is N.
+The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
+--wide. --json prints everything, with the gap markers in full ("lost_segments").
 
 Examples:
   segvault ls --bucket s3://kafka-archive --s3-endpoint minio:9000 --s3-path-style
@@ -201,17 +205,35 @@ func runLs(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tPARTITION\tTOPIC ID\tBROKERS\tSEGMENTS\tOFFSETS\tTIME RANGE\tBYTES\tSTORED\tGAPS")
+	wide, several := c.Bool("wide"), false
 	for _, p := range out {
-		offsets, times := fmt.Sprintf("%d..%d", p.First, p.Last), p.FirstTime+".."+p.LastTime
-		if p.Segments == 0 {
-			offsets, times = "-", "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s-%d\t%s\t%v\t%d\t%s\t%s\t%d\t%d\t%s\n", p.Cluster, p.Topic, p.Partition, p.TopicID, p.Brokers,
-			p.Segments, offsets, times, p.Bytes, p.Stored, gapsText(p))
+		several = several || p.Cluster != out[0].Cluster
 	}
-	return tw.Flush()
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	row := func(cluster, topicID string, cells ...string) {
+		if wide || several {
+			fmt.Fprint(tw, cluster, "\t")
+		}
+		fmt.Fprint(tw, cells[0], "\t")
+		if wide {
+			fmt.Fprint(tw, topicID, "\t")
+		}
+		fmt.Fprintln(tw, strings.Join(cells[1:], "\t"))
+	}
+	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
+	for _, p := range out {
+		gaps := gapsText(p)
+		if gaps == "" {
+			gaps = "-"
+		}
+		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), fmt.Sprint(p.Segments),
+			lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // gapsText renders a partition's GAPS column: the offset ranges missing from
@@ -244,4 +266,30 @@ func gapsText(p lsPartition) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// lsOffsets renders the OFFSETS column: "-" when nothing is archived, and
+// "empty at N" for archived segments that hold no record (Kafka's empty
+// segment at N, as left after retention: first N, last N-1).
+func lsOffsets(p lsPartition) string {
+	switch {
+	case p.Segments == 0:
+		return "-"
+	case p.Last < p.First:
+		return fmt.Sprintf("empty at %d", p.First)
+	}
+	return fmt.Sprintf("%d..%d", p.First, p.Last)
+}
+
+// lsTimes renders the TIME RANGE column, the second time without its date
+// when both fall on the same day.
+func lsTimes(p lsPartition) string {
+	if p.Segments == 0 || p.FirstTime == "" && p.LastTime == "" {
+		return "-"
+	}
+	last := p.LastTime
+	if d, rest, ok := strings.Cut(p.LastTime, "T"); ok && strings.HasPrefix(p.FirstTime, d+"T") {
+		last = rest
+	}
+	return p.FirstTime + ".." + last
 }
