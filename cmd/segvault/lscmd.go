@@ -54,22 +54,37 @@ Examples:
 
 // lsPartition is one partition in `ls` output.
 type lsPartition struct {
-	Cluster   string        `json:"cluster"`
-	Topic     string        `json:"topic"`
-	Partition int32         `json:"partition"`
-	TopicID   string        `json:"topic_id"`
-	Brokers   []int32       `json:"brokers"`
-	Segments  int           `json:"segments"`
-	First     int64         `json:"first_offset"`
-	Last      int64         `json:"last_offset"`
-	FirstTime string        `json:"first_time,omitempty"`
-	LastTime  string        `json:"last_time,omitempty"`
-	Bytes     int64         `json:"bytes"`
-	Stored    int64         `json:"stored_bytes"`
-	Gaps      []restore.Gap `json:"gaps,omitempty"`
-	Lost      []lsLost      `json:"lost_segments,omitempty"`
-	Older     int           `json:"other_incarnations,omitempty"`
-	Bad       []lsBad       `json:"bad_manifests,omitempty"`
+	Cluster   string   `json:"cluster"`
+	Topic     string   `json:"topic"`
+	Partition int32    `json:"partition"`
+	TopicID   string   `json:"topic_id"`
+	Brokers   []int32  `json:"brokers"`
+	Segments  int      `json:"segments"`
+	First     int64    `json:"first_offset"`
+	Last      int64    `json:"last_offset"`
+	FirstTime string   `json:"first_time,omitempty"`
+	LastTime  string   `json:"last_time,omitempty"`
+	Bytes     int64    `json:"bytes"`
+	Stored    int64    `json:"stored_bytes"`
+	Gaps      []lsGap  `json:"gaps,omitempty"`
+	Lost      []lsLost `json:"lost_segments,omitempty"`
+	Older     int      `json:"other_incarnations,omitempty"`
+	Bad       []lsBad  `json:"bad_manifests,omitempty"`
+}
+
+// lsGap is an offset range missing from the archive, inclusive.
+type lsGap struct {
+	First  int64  `json:"first_offset"`
+	Last   int64  `json:"last_offset"`
+	Reason string `json:"reason"`
+}
+
+func lsGaps(gaps []restore.Gap) []lsGap {
+	var out []lsGap
+	for _, g := range gaps {
+		out = append(out, lsGap{First: g.From, Last: g.To - 1, Reason: g.Reason})
+	}
+	return out
 }
 
 // lsBad is a manifest of the partition that does not decode or verify: it
@@ -312,7 +327,7 @@ func runLs(c *cli.Context) error {
 		for _, p := range plan.Partitions {
 			pk := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 			lp := lsPartition{Cluster: cl, Topic: p.Topic, Partition: p.Partition, TopicID: p.TopicID, Brokers: p.Brokers,
-				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: p.Gaps,
+				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: lsGaps(p.Gaps),
 				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation}
 			delete(lost, pk)
 			var ft, lt int64 = -1, -1
@@ -424,9 +439,9 @@ func gapsText(p lsPartition) string {
 	var out []string
 	used := make([]bool, len(p.Lost))
 	for _, g := range p.Gaps {
-		s := fmt.Sprintf("%d..%d", g.From, g.To-1)
+		s := fmt.Sprintf("%d..%d", g.First, g.Last)
 		for i, l := range p.Lost {
-			if l.BaseOffset < g.To && (l.NextBase > g.From || l.NextBase <= l.BaseOffset && l.BaseOffset >= g.From) {
+			if l.BaseOffset <= g.Last && (l.NextBase > g.First || l.NextBase <= l.BaseOffset && l.BaseOffset >= g.First) {
 				used[i] = true
 				if !strings.HasSuffix(s, "(lost)") {
 					s += "(lost)"
