@@ -127,6 +127,11 @@ func runAgent(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration:\n%w", err)}
 	}
+	if c.Bool("once") {
+		if err := checkLogDirs(cfg); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	b, _, err := openStore(ctx, c)
@@ -185,6 +190,27 @@ func runAgent(c *cli.Context) error {
 	err = a.Run(ctx, reload)
 	log.Info("segvault agent stopped")
 	return err
+}
+
+// checkLogDirs: for a one-shot run, a log dir that does not exist, is not a
+// directory or has no readable broker identity is a configuration error
+// (exit 2). The daemon waits for them instead (a broker not formatted yet).
+func checkLogDirs(cfg agent.Config) error {
+	for _, dir := range cfg.LogDirs {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return usageErr("--log-dirs %s: the directory does not exist", dir)
+		case err != nil:
+			return usageErr("--log-dirs %s: %v", dir, err)
+		case !fi.IsDir():
+			return usageErr("--log-dirs %s: not a directory", dir)
+		}
+		if _, err := agent.ReadIdentity(dir, cfg.ClusterID, cfg.BrokerID); err != nil {
+			return usageErr("--log-dirs %s: %v", dir, err)
+		}
+	}
+	return nil
 }
 
 // startArgs is the command line segvault was started with (set by run).

@@ -30,6 +30,7 @@ func h6Binary(t *testing.T) string {
 			h6BinErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // runnable by an unprivileged user too
 		h6BinPath = filepath.Join(dir, "segvault")
 		out, err := exec.Command("go", "build", "-o", h6BinPath, ".").CombinedOutput()
 		if err != nil {
@@ -198,6 +199,51 @@ func TestH6UnitRestartPreventExitStatus(t *testing.T) {
 	for _, v := range []string{"0", "1", "130"} {
 		if has[v] {
 			t.Errorf("RestartPreventExitStatus=%v holds %s", prevent, v)
+		}
+	}
+}
+
+// TestH6AgentOnceLogDirErrorsExit2: agent --once with a --log-dirs entry that
+// does not exist, is not a directory, or whose meta.properties cannot be
+// read (unprivileged user) is a configuration error (exit 2) that says so.
+func TestH6AgentOnceLogDirErrorsExit2(t *testing.T) {
+	tmp, err := os.MkdirTemp("", "h6-logdirs") // every parent reachable by the unprivileged user
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	notDir := filepath.Join(tmp, "file")
+	os.WriteFile(notDir, []byte("x"), 0o644)
+	locked := filepath.Join(tmp, "locked")
+	copyTree(t, fixture(t, biggerBrain), locked)
+	if err := os.Chmod(filepath.Join(locked, "meta.properties"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o777)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		dir, want string
+		unpriv    bool
+	}{
+		{filepath.Join(tmp, "nonexistent"), "does not exist", false},
+		{notDir, "not a directory", false},
+		{locked, "meta.properties", true},
+	} {
+		run := filepath.Base(tc.dir)
+		cmd := exec.Command(h6Binary(t), "agent", "--once", "--settle-time", "0s", "--listen", "", "--log-dirs", tc.dir,
+			"--bucket", "file://"+filepath.Join(tmp, "bucket-"+run), "--state-dir", filepath.Join(tmp, "state-"+run))
+		if tc.unpriv {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		}
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != exitUsage || !strings.Contains(errb.String(), tc.want) || !strings.Contains(errb.String(), tc.dir) {
+			t.Errorf("--log-dirs %s: exit %d, want 2 and a message naming it with %q\n%s", tc.dir, code, tc.want, errb.String())
 		}
 	}
 }
