@@ -211,6 +211,7 @@ type PassReport struct {
 	Started    int // shipments started by this pass
 	Archived   int
 	Already    int
+	InState    int // rolled segments the local state already records as archived (not shipped again)
 	Corrupt    int
 	Lost       int
 	Waiting    int // rolled but not settled yet, or waiting for a free worker
@@ -279,6 +280,8 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 				live[c.key()] = true
 				if o := a.consider(&c, start); o != nil {
 					work = append(work, o)
+				} else {
+					rep.InState++
 				}
 			}
 		}

@@ -250,6 +250,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 	a.blockDispatch = true
 	defer func() { a.blockDispatch = false }()
 	total := &PassReport{}
+	first := true
 	for {
 		rep, err := a.Pass(ctx)
 		if err != nil {
@@ -264,6 +265,10 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 		total.Partitions = rep.Partitions
 		total.Archived += d.Archived
 		total.Already += d.Already
+		if first { // later passes find this run's uploads in the state too
+			total.Already += rep.InState
+			first = false
+		}
 		total.Corrupt += d.Corrupt
 		total.Lost += d.Lost
 		total.Truncated += d.Truncated
