@@ -282,7 +282,9 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 				}
 			}
 		}
-		a.captureRootAsync(dir, id)
+		if ctx.Err() == nil { // stopped: start nothing new
+			a.captureRootAsync(dir, id)
+		}
 	}
 	if len(dirErrs) == len(a.cfg.LogDirs) && len(dirErrs) > 0 {
 		return rep, errors.Join(dirErrs...)
