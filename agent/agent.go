@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	}
 	a.forgetFalseLost()
 	if fresh {
+		log.Info("rebuilding state from the bucket (new state dir): listing this broker's manifests")
 		if err := a.rebuildState(ctx); err != nil {
 			log.Warn("could not rebuild state from the bucket; segments will be re-checked against it one by one", "err", err)
 		}
