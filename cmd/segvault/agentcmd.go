@@ -213,9 +213,9 @@ func runAgent(c *cli.Context) error {
 	return err
 }
 
-// checkLogDirs makes a log dir that does not exist, is not a directory or
-// whose meta.properties cannot be read a configuration error (exit 2),
-// before anything is archived.
+// checkLogDirs makes a log dir that does not exist or is not a directory a
+// configuration error (exit 2), before anything is archived, and so is an
+// unreadable meta.properties when no log dir has a readable one.
 func checkLogDirs(cfg agent.Config, dirs []string) error {
 	broker := cfg.BrokerID
 	if broker < 0 && cfg.ServerProperties != "" {
@@ -223,6 +223,7 @@ func checkLogDirs(cfg agent.Config, dirs []string) error {
 			broker = node
 		}
 	}
+	var idErrs []error
 	for _, d := range dirs {
 		fi, err := os.Stat(d)
 		switch {
@@ -234,10 +235,13 @@ func checkLogDirs(cfg agent.Config, dirs []string) error {
 			return usageErr("log dir %s is not a directory", d)
 		}
 		if _, err := agent.ReadIdentity(d, cfg.ClusterID, broker); err != nil {
-			return &exitError{code: exitUsage, err: err}
+			idErrs = append(idErrs, err)
 		}
 	}
-	return nil
+	if len(idErrs) == len(dirs) && len(idErrs) > 0 {
+		return &exitError{code: exitUsage, err: errors.Join(idErrs...)}
+	}
+	return nil // a broken log dir among working ones (JBOD) is a failure of its own, reported by every pass
 }
 
 // agentExitInterrupted is the exit status of an --once run stopped by
