@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	}
 	a.forgetFalseLost()
 	if fresh {
+		log.Info("rebuilding state from the bucket (new state dir): listing this broker's manifests")
 		if err := a.rebuildState(ctx); err != nil {
 			log.Warn("could not rebuild state from the bucket; segments will be re-checked against it one by one", "err", err)
 		}
@@ -285,7 +286,9 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 				}
 			}
 		}
-		a.captureRootAsync(dir, id)
+		if ctx.Err() == nil { // stopped: start nothing new
+			a.captureRootAsync(dir, id)
+		}
 	}
 	if len(dirErrs) == len(a.cfg.LogDirs) && len(dirErrs) > 0 {
 		return rep, errors.Join(dirErrs...)

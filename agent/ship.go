@@ -127,8 +127,9 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	var truncated *segment.CorruptionError
 	if err != nil {
 		var ce *segment.CorruptionError
-		if errors.As(err, &ce) && c.Active && segment.IsTruncated(err) {
-			// Salvage of a stopped broker's torn active segment: keep what
+		if errors.As(err, &ce) && c.Active && (segment.IsTruncated(err) || zeroTail(main.f, ce.Pos, sum, main.stat.Size)) {
+			// Salvage of a stopped broker's torn active segment (a partial
+			// batch, or a tail of zeros an unclean stop leaves): keep what
 			// Kafka's recovery keeps, the batches before the torn one.
 			truncated = ce
 			err = nil
@@ -217,6 +218,32 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	res.status, res.manifest = statusArchived, mkey
 	res.truncated = truncated != nil
 	return res, nil
+}
+
+// zeroTail reports whether the bytes of f from pos (where validation
+// failed, right after the last valid batch) to size are all zeros: the
+// unwritten tail of an unclean stop, which Kafka's recovery truncates (a
+// zero batch length is invalid), not damaged data.
+func zeroTail(f *os.File, pos int64, sum *segment.Summary, size int64) bool {
+	if sum == nil || pos != sum.Size || pos >= size {
+		return false
+	}
+	buf := make([]byte, 64<<10)
+	r := io.NewSectionReader(f, pos, size-pos)
+	for {
+		n, err := r.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // truncateToValid cuts a torn active segment to its valid prefix, as

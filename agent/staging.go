@@ -122,6 +122,12 @@ func (s *staging) stage(c *candidate) (bool, string, error) {
 	}
 	for _, f := range c.Files {
 		dst := filepath.Join(d, f.Name)
+		if fi, err := os.Lstat(c.path(f.Name)); err == nil && !fi.Mode().IsRegular() {
+			// link(2) refuses a directory with EPERM: that is this file's
+			// problem (the upload refuses it too), not the filesystem's.
+			s.unstageLocked(c)
+			return false, fmt.Sprintf("%s is not a regular file (%s)", c.path(f.Name), fi.Mode().Type()), nil
+		}
 		err := os.Link(c.path(f.Name), dst)
 		if errors.Is(err, os.ErrExist) {
 			// A link left by an earlier version of this segment (a cleaner
