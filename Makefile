@@ -87,9 +87,16 @@ packaging-tools:
 	if [ -n "$$missing" ]; then echo "installing$$missing"; sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
 		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
+# The packages that run goroutines (the agent's pipeline, the uploader's
+# parallel parts, restore's workers, the CLI's signal handling) run under the
+# race detector; the rest (the e2e and packaging tests drive the binary) run
+# without it, so the suite stays well inside its time budget.
+RACE_PKGS := ./agent/... ./uploader/... ./restore/... ./cmd/...
+
 test: tools packaging-tools
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '/agent' -e '/uploader' -e '/restore' -e '/cmd/')
 
 ## test-short: unit tests only (no servers).
 test-short:

@@ -8,17 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -47,10 +53,11 @@ type Agent struct {
 	log     *slog.Logger
 	metrics *Metrics
 	version string
-	filter  topicFilter
+	live    atomic.Pointer[snapshot] // the reloadable configuration in force (snap)
 	state   *State
 	staging *staging
 	limiter *rate.Limiter
+	lock    *os.File // flock on the state dir
 
 	// Shipping runs in the background, Concurrency at a time, so a pass
 	// (scan, stage, dispatch) never waits for the bucket.
@@ -72,7 +79,10 @@ type Agent struct {
 	ready            bool
 	cacheBlindWarned bool
 	lastErr          error
-	partPaths        map[string]bool // partition dirs seen in the last scan
+	partPaths        map[string]bool  // partition dirs seen in the last scan
+	failing          map[string]error // last error of segments whose shipment fails, for /readyz
+
+	swaps map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
 }
 
 type observation struct {
@@ -81,6 +91,8 @@ type observation struct {
 	since  time.Time // when its current file identity was first seen
 	staged bool
 	warned bool // "not protected" logged once
+	// waitNoted: the SettleWait was logged and counted.
+	waitNoted bool
 }
 
 type rootCapture struct {
@@ -96,6 +108,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	var err error
 	if cfg.ServerProperties != "" && (len(cfg.LogDirs) == 0 || cfg.BrokerID < 0) {
 		dirs, node, err := ReadServerProperties(cfg.ServerProperties)
 		if err != nil {
@@ -108,10 +121,14 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 			cfg.BrokerID = node
 		}
 	}
+	if cfg.LogDirs, err = resolveLogDirs(cfg.LogDirs); err != nil {
+		return nil, err
+	}
 	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
-		version: version, filter: newTopicFilter(&cfg), seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
+		version: version, seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
 		roots: map[string]rootCapture{}, slots: make(chan struct{}, cfg.Concurrency), inflight: map[string]bool{}, retry: map[string]retryState{},
-		kick: make(chan struct{}, 1), workCtx: context.Background()}
+		kick: make(chan struct{}, 1), workCtx: context.Background(), failing: map[string]error{}}
+	a.live.Store(newSnapshot(cfg))
 	if cfg.ReadBytesPerS > 0 {
 		a.limiter = rate.NewLimiter(rate.Limit(cfg.ReadBytesPerS), int(min(cfg.ReadBytesPerS, 4<<20)))
 	}
@@ -121,14 +138,21 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 		}
 	}
 	var fresh bool
-	var err error
+	if a.lock, err = lockStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	if a.state, fresh, err = OpenState(cfg.StateDir); err != nil {
+		a.lock.Close()
 		return nil, err
 	}
 	if a.staging, err = newStaging(cfg.StateDir, cfg.StagingBudget); err != nil {
+		a.state.Close()
+		a.lock.Close()
 		return nil, err
 	}
+	a.forgetFalseLost()
 	if fresh {
+		log.Info("rebuilding state from the bucket (new state dir): listing this broker's manifests")
 		if err := a.rebuildState(ctx); err != nil {
 			log.Warn("could not rebuild state from the bucket; segments will be re-checked against it one by one", "err", err)
 		}
@@ -139,14 +163,28 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 // LogDirs are the log dirs the agent archives (after server.properties).
 func (a *Agent) LogDirs() []string { return a.cfg.LogDirs }
 
-// Close flushes state.
-func (a *Agent) Close() error { return a.state.Close() }
+// Close flushes state and releases the state dir.
+func (a *Agent) Close() error {
+	err := a.state.Close()
+	a.lock.Close()
+	return err
+}
 
-// Ready reports whether the last pass completed (for /readyz).
+// Ready reports whether the last pass completed (for /readyz), and the
+// errors of the last pass and of every segment whose shipment is failing.
 func (a *Agent) Ready() (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.ready, a.lastErr
+	keys := make([]string, 0, len(a.failing))
+	for k := range a.failing {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	errs := []error{a.lastErr}
+	for _, k := range keys {
+		errs = append(errs, fmt.Errorf("failing, will retry: %w", a.failing[k]))
+	}
+	return a.ready, errors.Join(errs...)
 }
 
 // identity returns (and caches) who wrote a log dir.
@@ -174,54 +212,103 @@ type PassReport struct {
 	Started    int // shipments started by this pass
 	Archived   int
 	Already    int
+	InState    int // rolled segments the local state already records as archived (not shipped again)
 	Corrupt    int
 	Lost       int
 	Waiting    int // rolled but not settled yet, or waiting for a free worker
 	Failed     int
+	Truncated  int // active segments archived up to their last complete batch (torn tail)
 	RawBytes   int64
 	Stored     int64
 	Errors     []error
 }
 
-// Pass scans every log dir once and ships what has settled. It returns an
-// error only for problems that stop the whole pass.
+// Pass scans every log dir once and ships what has settled. Errors are
+// isolated: a log dir or partition dir that cannot be read is counted as a
+// failure (rep.Failed, rep.Errors) and the rest is still archived; the
+// segments already seen there are neither lost nor forgotten. Pass returns
+// an error only when no log dir could be scanned at all.
 func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 	start := time.Now()
+	cfg := a.snap()
 	rep := &PassReport{}
 	var work []*observation
 	live := map[string]bool{}
 	parts := map[string]bool{}
+	failedDirs := map[string]bool{} // log dirs and partition dirs not scanned
+	var dirErrs []error
+	fail := func(path string, err error) {
+		failedDirs[path] = true
+		rep.Failed++
+		rep.Errors = append(rep.Errors, err)
+		a.metrics.Failures.WithLabelValues("scan").Inc()
+		a.log.Error("scan failed; will retry", "file", path, "err", err)
+	}
+	swaps := map[string]partitionScan{}
 	for _, dir := range a.cfg.LogDirs {
 		id, err := a.identity(dir)
 		if err != nil {
-			return rep, err
+			dirErrs = append(dirErrs, err)
+			fail(dir, err)
+			continue
 		}
 		if a.cfg.IncludeActive {
 			if held, err := brokerHoldsLock(dir); err != nil || held {
-				return rep, fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
+				err := fmt.Errorf("%s: refusing to archive active segments: a broker holds the log dir's .lock (or it cannot be checked: %v)", dir, err)
+				dirErrs = append(dirErrs, err)
+				fail(dir, err)
+				continue
 			}
 		}
-		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		scans, failed, err := scanLogDirIsolated(dir, cfg.filter, a.cfg.IncludeActive)
 		if err != nil {
-			return rep, fmt.Errorf("%s: %w", dir, err)
+			err = fmt.Errorf("%s: %w", dir, err)
+			dirErrs = append(dirErrs, err)
+			fail(dir, err)
+			continue
+		}
+		for path, err := range failed {
+			fail(path, err)
 		}
 		rep.Partitions += len(scans)
 		for _, ps := range scans {
 			parts[ps.Path] = true
+			if ps.Unstable != "" {
+				swaps[ps.Path] = ps
+			}
 			for i := range ps.Candidates {
 				c := ps.Candidates[i]
 				live[c.key()] = true
 				if o := a.consider(&c, start); o != nil {
 					work = append(work, o)
+				} else {
+					rep.InState++
 				}
 			}
 		}
-		a.captureRootAsync(dir, id)
+		if ctx.Err() == nil { // stopped: start nothing new
+			a.captureRootAsync(dir, id)
+		}
+	}
+	if len(dirErrs) == len(a.cfg.LogDirs) && len(dirErrs) > 0 {
+		return rep, errors.Join(dirErrs...)
+	}
+	a.noteSwaps(swaps, start)
+	// What was seen in a dir that could not be scanned now is still there
+	// as far as we know: keep it (neither lost nor forgotten).
+	if len(failedDirs) > 0 {
+		a.mu.Lock()
+		for k, o := range a.seen {
+			if failedDirs[o.c.DirPath] || failedDirs[o.c.LogDir] {
+				live[k] = true
+			}
+		}
+		a.mu.Unlock()
 	}
 	// Staged segments whose originals Kafka deleted still get archived.
 	for _, c := range a.staging.orphans() {
 		c := c
-		if live[c.key()] || !a.filter.match(c.Dir.Topic) {
+		if live[c.key()] || !cfg.filter.match(c.Dir.Topic) {
 			continue
 		}
 		live[c.key()] = true
@@ -283,9 +370,26 @@ func (a *Agent) consider(c *candidate, now time.Time) *observation {
 }
 
 // settled: a rolled segment is shipped once its files have not changed for
-// SettleTime (by mtime, or by identical observations that far apart).
+// SettleTime (by mtime, or by identical observations that far apart). One
+// whose indexes did not settle (SettleWait) is shipped without them once it
+// has been seen for settleTimeout; the wait is logged once and counted.
 func (a *Agent) settled(o *observation, now time.Time) bool {
-	if a.cfg.SettleTime == 0 || o.since.IsZero() {
+	settle := a.snap().SettleTime
+	if o.c.SettleWait != "" {
+		a.mu.Lock()
+		first := !o.waitNoted
+		o.waitNoted = true
+		a.mu.Unlock()
+		if first {
+			a.metrics.SettleWaits.WithLabelValues(o.c.SettleWait).Inc()
+			a.log.Info("rolled segment's index has not settled; archiving it without that index after a bounded wait (restore rebuilds it as Kafka's recovery does)",
+				"file", o.c.path(o.c.Files[0].Name), "reason", o.c.SettleWait, "wait", a.settleTimeout())
+		}
+		if now.Sub(o.first) < a.settleTimeout() {
+			return false
+		}
+	}
+	if settle == 0 || o.since.IsZero() {
 		return true
 	}
 	newest := time.Time{}
@@ -294,7 +398,65 @@ func (a *Agent) settled(o *observation, now time.Time) bool {
 			newest = f.MTime
 		}
 	}
-	return now.Sub(newest) >= a.cfg.SettleTime || now.Sub(o.since) >= a.cfg.SettleTime
+	return now.Sub(newest) >= settle || now.Sub(o.since) >= settle
+}
+
+// settleTimeout bounds the wait for files that do not settle (an index
+// with a zero-filled tail): three scan intervals, at least SettleTime. For
+// a stopped broker (IncludeActive, its .lock checked) nothing will change:
+// no wait.
+func (a *Agent) settleTimeout() time.Duration {
+	if a.cfg.IncludeActive {
+		return 0
+	}
+	cfg := a.snap()
+	return max(3*cfg.ScanInterval, cfg.SettleTime)
+}
+
+// noteSwaps tracks partitions with a log-cleaner swap in progress: one that
+// persists for settleTimeout is reported once (WARN and the
+// cleaner_swap_pending gauge); the gauge is cleared when it is gone.
+func (a *Agent) noteSwaps(now map[string]partitionScan, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.swaps == nil {
+		a.swaps = map[string]*swapWatch{}
+	}
+	for p, w := range a.swaps {
+		if _, ok := now[p]; !ok {
+			if w.reported {
+				a.metrics.CleanerSwapPending.DeleteLabelValues(w.topic, w.partition)
+				a.log.Info("log-cleaner swap finished", "file", p)
+			}
+			delete(a.swaps, p)
+		}
+	}
+	for p, ps := range now {
+		w := a.swaps[p]
+		if w == nil {
+			w = &swapWatch{since: at, topic: ps.Dir.Topic, partition: strconv.Itoa(int(ps.Dir.Partition))}
+			a.swaps[p] = w
+		}
+		if a.cfg.IncludeActive && !w.reported {
+			w.reported = true
+			a.metrics.CleanerSwapPending.WithLabelValues(w.topic, w.partition).Set(1)
+			a.log.Warn("interrupted log-cleaner swap: archiving what Kafka's log loader would load", "file", p, "detail", ps.Unstable)
+			continue
+		}
+		if !w.reported && at.Sub(w.since) >= max(3*a.snap().ScanInterval, a.snap().SettleTime) {
+			w.reported = true
+			a.metrics.CleanerSwapPending.WithLabelValues(w.topic, w.partition).Set(1)
+			a.log.Warn("log-cleaner swap pending for long; the segments it covers wait, the others are archived", "file", p,
+				"detail", ps.Unstable, "since", w.since)
+		}
+	}
+}
+
+// swapWatch is a partition with a log-cleaner swap in progress.
+type swapWatch struct {
+	since            time.Time
+	topic, partition string
+	reported         bool
 }
 
 func sameFiles(x, y []fileStat) bool {
@@ -366,6 +528,9 @@ func (a *Agent) dispatch(ctx context.Context, ready []*observation, rep *PassRep
 				switch r.status {
 				case statusArchived:
 					d.Archived++
+					if r.truncated {
+						d.Truncated++
+					}
 					d.RawBytes += r.raw
 					d.Stored += r.stored
 				case statusCorrupt:
@@ -445,8 +610,8 @@ func (a *Agent) startWork(ctx context.Context) (wait func()) {
 
 // protect hard-links a candidate's files into staging once.
 func (a *Agent) protect(o *observation) {
-	if o.staged || a.staging.budget == 0 {
-		return
+	if o.staged || a.staging.budget == 0 || o.c.fromSwap() {
+		return // a salvaged swap (stopped broker): nothing will delete it
 	}
 	ok, why, err := a.staging.stage(&o.c)
 	switch {
@@ -469,19 +634,35 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 	}
 	r, err := a.ship(ctx, c, id, log)
 	if errors.Is(err, errVanished) {
-		a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
-		return shipResult{status: statusLost}, nil
+		// Only a file Kafka really deleted is lost: one that is there but
+		// cannot be opened (permissions, EMFILE, EIO) is a failure.
+		if gone, why := a.vanished(c); gone {
+			a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
+			return shipResult{status: statusLost}, nil
+		} else if why != nil {
+			err = why
+		}
 	}
 	if err != nil {
 		stage := "upload"
-		if errors.Is(err, uploader.ErrConflict) {
+		switch {
+		case errors.Is(err, uploader.ErrConflict):
 			stage = "conflict"
 			a.metrics.Conflicts.Inc()
+		case errors.Is(err, errVanished) || a.localFileError(c, err):
+			stage = "read"
 		}
 		a.metrics.Failures.WithLabelValues(stage).Inc()
-		log.Error("archive failed; will retry", "err", err)
-		return shipResult{}, fmt.Errorf("%s base %d: %w", c.DirPath, c.Base, err)
+		log.Error("archive failed; will retry", "stage", stage, "err", err)
+		err = fmt.Errorf("%s base %d: %w", c.DirPath, c.Base, err)
+		a.mu.Lock()
+		a.failing[c.key()] = err
+		a.mu.Unlock()
+		return shipResult{}, err
 	}
+	a.mu.Lock()
+	delete(a.failing, c.key())
+	a.mu.Unlock()
 	entry := stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: r.manifest, At: time.Now().UTC()}
 	switch r.status {
 	case statusCorrupt:
@@ -495,6 +676,10 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 		a.metrics.LastSuccess.SetToCurrentTime()
 		a.metrics.RollToArchive.Observe(time.Since(o.first).Seconds())
 		log.Info("archived", "key", r.manifest, "bytes", r.raw, "stored_bytes", r.stored)
+		if r.truncated {
+			a.metrics.TruncatedSegments.Inc()
+			entry.Detail = "truncated to its last complete batch (torn tail)"
+		}
 	default:
 		a.metrics.AlreadyInArchive.Inc()
 		log.Debug("already archived", "key", r.manifest)
@@ -502,10 +687,12 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 	if err := a.state.Put(entry); err != nil {
 		return r, err
 	}
-	a.staging.unstage(c)
+	// Forget it before unstaging: a concurrent pass that no longer finds it
+	// (neither in the log dir nor staged) must not take it for lost.
 	a.mu.Lock()
 	delete(a.seen, c.key())
 	a.mu.Unlock()
+	a.staging.unstage(c)
 	return r, nil
 }
 
@@ -524,11 +711,19 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 	a.mu.Unlock()
 	n := 0
 	for _, o := range gone {
-		if _, err := os.Stat(o.c.path(o.c.Files[0].Name)); err == nil {
-			continue // the dir was filtered or renamed, not deleted
-		}
-		if _, err := os.Stat(a.staging.path(&o.c, o.c.Files[0].Name)); err == nil && a.staging.path(&o.c, "") != "" {
-			continue
+		if gone, why := a.vanished(&o.c); !gone {
+			if why != nil { // cannot tell (the dir is unreadable): look again next pass
+				a.mu.Lock()
+				if a.seen[o.c.key()] == nil {
+					a.seen[o.c.key()] = o
+				}
+				a.mu.Unlock()
+			} else {
+				a.mu.Lock()
+				delete(a.failing, o.c.key())
+				a.mu.Unlock()
+			}
+			continue // still there: the dir was filtered, or Kafka renamed it .deleted
 		}
 		id, err := a.identity(o.c.LogDir)
 		if err != nil {
@@ -537,7 +732,126 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 		a.recordLost(ctx, &o.c, id, "deleted by Kafka (retention, truncation or topic deletion) before it was archived")
 		n++
 	}
+	a.pruneState(live)
 	return n
+}
+
+// vanished reports whether c's main file is really gone: no such file in
+// the partition dir, no .deleted rename of it, no staged link. When a name
+// is there but cannot be opened, or the lookup itself fails (EACCES on the
+// dir, EIO), it is not gone and why says what failed.
+func (a *Agent) vanished(c *candidate) (gone bool, why error) {
+	name := c.Files[0].Name
+	for _, p := range []string{c.path(name), c.path(name + segment.SuffixDeleted), a.staging.path(c, name)} {
+		if p == "" {
+			continue
+		}
+		_, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return false, err
+		}
+		f.Close()
+		return false, nil
+	}
+	return true, nil
+}
+
+// localFileError: err is about one of c's files on local disk (open, read,
+// stat), not about the bucket.
+func (a *Agent) localFileError(c *candidate, err error) bool {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	in := func(dir string) bool { return dir != "" && strings.HasPrefix(pe.Path, dir+string(filepath.Separator)) }
+	return in(c.DirPath) || in(a.staging.path(c, ""))
+}
+
+// forgetFalseLost drops "lost" entries (and their pending gap markers)
+// whose file is there: an older agent recorded any open error as a loss.
+// The segment is then archived like any other; a marker written before
+// does not hide it (data wins over a marker at restore and in ls).
+func (a *Agent) forgetFalseLost() {
+	for _, e := range a.state.Entries() {
+		if e.Status != statusLost || len(e.Files) == 0 {
+			continue
+		}
+		dir, ok := keyDir(e.Key)
+		if !ok {
+			continue
+		}
+		p := filepath.Join(dir, e.Files[0].Name)
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		a.log.Warn("local state records a segment as lost but its file is there; archiving it", "file", p)
+		if err := a.state.Delete(e.Key); err != nil {
+			a.log.Error("could not update local state", "err", err)
+		}
+	}
+}
+
+// keyDir is the partition dir of a candidate key (see candidate.key).
+func keyDir(key string) (string, bool) {
+	parts := strings.Split(key, "|")
+	if len(parts) < 5 {
+		return "", false
+	}
+	n := len(parts)
+	return filepath.Join(strings.Join(parts[:n-4], "|"), parts[n-4]), true
+}
+
+// pruneState keeps local state to the live set of segments: an entry that
+// is done (archived, corrupt, or lost with its gap marker written) is
+// dropped once its segment is neither in this scan (live), nor on disk,
+// nor staged, nor being shipped. Staged links of segments that are done
+// (a crash between commit and unstage) are removed first.
+func (a *Agent) pruneState(live map[string]bool) {
+	staged := map[string]bool{}
+	for _, c := range a.staging.candidates() {
+		c := c
+		if e, ok := a.state.Get(c.key()); ok && e.GapKey == "" && sameFiles(e.Files, c.Files) {
+			a.staging.unstage(&c)
+			continue
+		}
+		staged[c.key()] = true
+	}
+	a.mu.Lock()
+	busy := map[string]bool{}
+	for k := range a.seen {
+		busy[k] = true
+	}
+	for k := range a.inflight {
+		busy[k] = true
+	}
+	a.mu.Unlock()
+	for _, e := range a.state.Entries() {
+		if live[e.Key] || staged[e.Key] || busy[e.Key] || e.GapKey != "" || len(e.Files) == 0 {
+			continue
+		}
+		dir, ok := keyDir(e.Key)
+		if !ok {
+			continue
+		}
+		p := filepath.Join(dir, e.Files[0].Name)
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			continue // on disk (a filtered topic), or cannot tell
+		}
+		if _, err := os.Lstat(p + segment.SuffixDeleted); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := a.state.Delete(e.Key); err != nil {
+			a.log.Warn("could not prune local state", "err", err)
+			return
+		}
+	}
 }
 
 func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity, why string) {
@@ -555,6 +869,9 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 		a.log.Error("could not record the loss in local state", "err", err)
 	}
 	a.staging.unstage(c)
+	a.mu.Lock()
+	delete(a.failing, c.key())
+	a.mu.Unlock()
 	// The marker itself is written by retryGapsAsync: never block a pass on the bucket.
 }
 
@@ -772,11 +1089,13 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 	for _, dir := range a.cfg.LogDirs {
 		id, err := a.identity(dir)
 		if err != nil {
-			return err
+			a.log.Warn("state not rebuilt for a log dir", "file", dir, "err", err)
+			continue // one broken log dir does not stop the others
 		}
-		scans, err := scanLogDir(dir, a.filter, a.cfg.IncludeActive)
+		scans, _, err := scanLogDirIsolated(dir, a.snap().filter, a.cfg.IncludeActive)
 		if err != nil {
-			return err
+			a.log.Warn("state not rebuilt for a log dir", "file", dir, "err", err)
+			continue
 		}
 		for _, ps := range scans {
 			byBase := map[string]*candidate{}

@@ -43,7 +43,7 @@ func TestConfigValidateNamesOption(t *testing.T) {
 	c.Concurrency, c.Compression = 0, "lzma"
 	c.IncludeTopics = []string{"("}
 	err := c.Validate()
-	for _, opt := range []string{"log_dirs", "bucket", "state_dir", "concurrency", "compression", "include_topics"} {
+	for _, opt := range []string{"log-dirs", "bucket", "state-dir", "concurrency", "compression", "include-topics"} {
 		if err == nil || !strings.Contains(err.Error(), opt) {
 			t.Errorf("error does not name %s: %v", opt, err)
 		}
@@ -98,8 +98,8 @@ func TestReadServerProperties(t *testing.T) {
 }
 
 // TestDiscovery: the active segment is never a candidate; a rolled segment
-// is one only with trimmed indexes; a partition in a compaction swap yields
-// none; renamed dirs are skipped.
+// with untrimmed indexes waits; a compaction swap holds back the segments
+// it covers; renamed dirs are skipped.
 func TestDiscovery(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "logs")
 	res, err := brokersim.Generate(context.Background(), brokersim.Config{Dir: dir, NodeID: 1, SegmentBytes: 16 << 10,
@@ -125,17 +125,18 @@ func TestDiscovery(t *testing.T) {
 			t.Fatal("active segment is a candidate")
 		}
 	}
-	// An untrimmed (zero-padded) index: the roll has not finished.
+	// An untrimmed (zero-padded) index: the roll has not finished; the
+	// segment waits (SettleWait), without that index.
 	idx := filepath.Join(p.Dir, segment.FormatName(p.Segments[0], segment.KindIndex))
 	os.Truncate(idx, 10<<20)
 	scans, _ = scanLogDir(dir, topicFilter{}, false)
-	if n := len(scans[0].Candidates); n != len(p.Segments)-2 {
-		t.Fatalf("zero-padded index still a candidate (%d)", n)
+	if c := scans[0].Candidates[0]; len(scans[0].Candidates) != len(p.Segments)-1 || c.SettleWait == "" {
+		t.Fatalf("zero-padded index: %d candidates, first waits for %q", len(scans[0].Candidates), c.SettleWait)
 	}
-	// A compaction swap in progress.
+	// A compaction swap in progress holds back only the segment it covers.
 	os.WriteFile(filepath.Join(p.Dir, segment.FormatName(p.Segments[0], segment.KindLog)+".swap"), nil, 0o644)
 	scans, _ = scanLogDir(dir, topicFilter{}, false)
-	if scans[0].Unstable == "" || len(scans[0].Candidates) != 0 {
+	if scans[0].Unstable == "" || len(scans[0].Candidates) != len(p.Segments)-2 || scans[0].Candidates[0].Base == p.Segments[0] {
 		t.Fatalf("swap in progress not noticed: %+v", scans[0])
 	}
 	// Renamed dirs are not partitions to archive; filters apply.

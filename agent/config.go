@@ -75,24 +75,29 @@ func Defaults() Config {
 func (c *Config) Validate() error {
 	var errs []error
 	if len(c.LogDirs) == 0 && c.ServerProperties == "" {
-		errs = append(errs, errors.New("log_dirs: give at least one log dir, or server_properties to read log.dirs from"))
+		errs = append(errs, errors.New("log-dirs: give at least one log dir, or server-properties to read log.dirs from"))
 	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("bucket: a store URL is required (file:///path or s3://bucket)"))
 	}
 	if c.StateDir == "" {
-		errs = append(errs, errors.New("state_dir: required"))
+		errs = append(errs, errors.New("state-dir: required"))
 	}
-	for _, re := range append(append([]string{}, c.IncludeTopics...), c.ExcludeTopics...) {
-		if _, err := regexp.Compile(re); err != nil {
-			errs = append(errs, fmt.Errorf("include_topics/exclude_topics: %q: %v", re, err))
+	for _, o := range []struct {
+		name     string
+		patterns []string
+	}{{"include-topics", c.IncludeTopics}, {"exclude-topics", c.ExcludeTopics}} {
+		for _, s := range o.patterns {
+			if _, err := topicRegexp(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q: %v", o.name, s, err))
+			}
 		}
 	}
 	if c.ScanInterval <= 0 {
-		errs = append(errs, errors.New("scan_interval: must be positive"))
+		errs = append(errs, errors.New("scan-interval: must be positive"))
 	}
 	if c.SettleTime < 0 {
-		errs = append(errs, errors.New("settle_time: must not be negative"))
+		errs = append(errs, errors.New("settle-time: must not be negative"))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		errs = append(errs, errors.New("concurrency: must be 1..64"))
@@ -103,27 +108,81 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("compression: %q is not auto, zstd or none", c.Compression))
 	}
 	if c.ZstdLevel < 1 || c.ZstdLevel > 4 {
-		errs = append(errs, errors.New("zstd_level: must be 1..4"))
+		errs = append(errs, errors.New("zstd-level: must be 1..4"))
 	}
 	if c.ReadBytesPerS < 0 || c.StagingBudget < 0 {
-		errs = append(errs, errors.New("read_bandwidth/staging_budget: must not be negative"))
+		errs = append(errs, errors.New("read-bandwidth/staging-budget: must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// topicRegexp compiles a topic pattern exactly as the filter uses it: the
+// whole topic name must match. Validate checks the same string, so a
+// pattern that only compiles unanchored (`\Qa` quotes the closing paren)
+// is a configuration error, not a panic.
+func topicRegexp(s string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile("^(?:" + s + ")$")
+	if err != nil {
+		// Report the user's pattern, not our wrapping.
+		if _, err2 := regexp.Compile(s); err2 != nil {
+			return nil, err2
+		}
+		return nil, fmt.Errorf("cannot be anchored as ^(?:...)$ to match whole topic names: %v", err)
+	}
+	return re, nil
+}
+
+// snapshot is the configuration in force: immutable once published. A
+// reload (SIGHUP) builds a new one and swaps it in atomically; every
+// operation (a pass, a shipment) takes the snapshot once and reads only it.
+type snapshot struct {
+	Config
+	filter topicFilter
+}
+
+func newSnapshot(c Config) *snapshot {
+	c.IncludeTopics = append([]string(nil), c.IncludeTopics...)
+	c.ExcludeTopics = append([]string(nil), c.ExcludeTopics...)
+	return &snapshot{Config: c, filter: newTopicFilter(&c)}
+}
+
+// snap returns the configuration in force.
+func (a *Agent) snap() *snapshot {
+	if s := a.live.Load(); s != nil {
+		return s
+	}
+	return newSnapshot(a.cfg) // an Agent built without New (tests)
 }
 
 // topicFilter applies IncludeTopics and ExcludeTopics.
 type topicFilter struct{ include, exclude []*regexp.Regexp }
 
+// newTopicFilter builds the filter of a validated config. It never panics:
+// a pattern that does not compile (Validate rejects it first) includes no
+// topic and excludes every topic, the safe reading of a broken filter.
 func newTopicFilter(c *Config) topicFilter {
 	var f topicFilter
 	for _, s := range c.IncludeTopics {
-		f.include = append(f.include, regexp.MustCompile("^(?:"+s+")$"))
+		if re, err := topicRegexp(s); err == nil {
+			f.include = append(f.include, re)
+		} else {
+			f.include = append(f.include, matchNothing)
+		}
 	}
 	for _, s := range c.ExcludeTopics {
-		f.exclude = append(f.exclude, regexp.MustCompile("^(?:"+s+")$"))
+		if re, err := topicRegexp(s); err == nil {
+			f.exclude = append(f.exclude, re)
+		} else {
+			f.exclude = append(f.exclude, matchAll)
+		}
 	}
 	return f
 }
+
+var (
+	matchNothing = regexp.MustCompile(`[^\x00-\x{10FFFF}]`)
+	matchAll     = regexp.MustCompile(``)
+)
 
 func (f topicFilter) match(topic string) bool {
 	for _, re := range f.exclude {

@@ -27,6 +27,13 @@ type Metrics struct {
 	AlreadyInArchive prometheus.Counter
 	Ready            prometheus.Gauge
 	CacheBlind       prometheus.Gauge
+	// SettleWaits counts rolled segments archived only after a bounded wait
+	// for files that did not settle, by reason (index_zero_tail, ...).
+	SettleWaits *prometheus.CounterVec
+	// CleanerSwapPending is 1 for a partition whose log-cleaner swap
+	// (.cleaned/.swap files) has persisted for several scan intervals.
+	CleanerSwapPending *prometheus.GaugeVec
+	TruncatedSegments  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: unregistered).
@@ -63,7 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Ready:            g("ready", "1 when the last scan of the log dirs succeeded (as /readyz)."),
 		CacheBlind:       g("page_cache_blind", "1 when the kernel hides page-cache residency from the agent (it cannot write Kafka's files), so it drops no pages."),
 	}
+	m.SettleWaits = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "settle_waits_total",
+		Help: "Rolled segments whose files did not settle (e.g. an index with a zero-filled tail), archived after a bounded wait without them, by reason."}, []string{"reason"})
+	m.CleanerSwapPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: "cleaner_swap_pending",
+		Help: "1 for a partition whose log-cleaner swap (.cleaned/.swap files) has persisted for several scan intervals."}, []string{"topic", "partition"})
+	m.TruncatedSegments = c("truncated_segments_total", "Active segments of a stopped broker archived up to their last complete batch (torn tail).")
 	if reg != nil {
+		reg.MustRegister(m.SettleWaits, m.CleanerSwapPending, m.TruncatedSegments)
 		reg.MustRegister(m.SegmentsArchived, m.BytesArchived, m.BytesStored, m.Failures, m.CorruptSegments, m.Conflicts,
 			m.SegmentsLost, m.LagSegments, m.LagBytes, m.LagSeconds, m.LastSuccess, m.StagedBytes, m.ScanSeconds,
 			m.RollToArchive, m.PagesDropped, m.Partitions, m.Watches, m.PollingFallback, m.RootCaptures, m.InFlight, m.AlreadyInArchive,

@@ -8,8 +8,10 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/segvault/segvault/internal/fsutil"
@@ -212,4 +214,67 @@ func sweepTemp(dir string) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
+}
+
+// Delete forgets an entry durably.
+func (s *State) Delete(key string) error {
+	return s.Put(stateEntry{Key: key, Delete: true})
+}
+
+// Entries returns a copy of every entry.
+func (s *State) Entries() []stateEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]stateEntry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e)
+	}
+	return out
+}
+
+// ErrStateDirLocked: another agent holds the state dir.
+var ErrStateDirLocked = errors.New("state dir is in use by another segvault agent")
+
+// lockFileName is the lock file in the state dir; it holds the holder's pid.
+const lockFileName = "agent.lock"
+
+// lockStateDir takes an exclusive flock on StateDir/agent.lock (created if
+// needed) and writes this process's pid into it. Another holder makes it
+// fail at once with ErrStateDirLocked naming that holder's pid. The lock
+// lasts until the returned file is closed (or the process ends).
+func lockStateDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	p := filepath.Join(dir, lockFileName)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		holder := "unknown pid"
+		for i := 0; i < 10; i++ { // the holder may be writing its pid right now
+			if b, _ := os.ReadFile(p); len(bytes.TrimSpace(b)) > 0 {
+				holder = "pid " + string(bytes.TrimSpace(b))
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil, fmt.Errorf("%w: %s is locked by %s (two agents must not share a --state-dir)", ErrStateDirLocked, p, holder)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	return f, nil
 }

@@ -133,14 +133,14 @@ func (wt *watcher) close() {
 // when it receives a config, applies it from the next pass on (SIGHUP).
 func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 	wait := a.startWork(ctx)
-	defer wait()
+	defer a.drain(ctx, wait)
 	wt := a.newWatcher()
 	defer wt.close()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go wt.loop(wctx)
 	const debounce = 500 * time.Millisecond
-	tick := time.NewTicker(a.cfg.ScanInterval)
+	tick := time.NewTicker(a.snap().ScanInterval)
 	defer tick.Stop()
 	for {
 		rep, err := a.Pass(ctx)
@@ -156,9 +156,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 				"lost", d.Lost, "failed", d.Failed, "bytes", d.RawBytes)
 		}
 		wt.sync()
-		next := a.cfg.ScanInterval
+		cfg := a.snap()
+		next := cfg.ScanInterval
 		if rep != nil && rep.Waiting > 0 {
-			next = min(next, max(a.cfg.SettleTime, 200*time.Millisecond)) // come back when they may have settled
+			next = min(next, max(cfg.SettleTime, 200*time.Millisecond)) // come back when they may have settled
 		}
 		timer := time.NewTimer(next)
 		select {
@@ -172,28 +173,66 @@ func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 			time.Sleep(debounce)
 		case cfg := <-reload:
 			if err := a.applyConfig(cfg); err != nil {
-				a.log.Error("config reload rejected", "err", err)
+				a.ReloadFailed(err)
 			} else {
 				a.log.Info("config reloaded")
-				tick.Reset(a.cfg.ScanInterval)
+				tick.Reset(a.snap().ScanInterval)
 			}
 		}
 		timer.Stop()
 	}
 }
 
-// applyConfig takes the reloadable options of a new config.
+// drainGrace is how long after DrainTimeout (when in-flight uploads are
+// cancelled) the agent waits for them to unwind before it stops waiting.
+const drainGrace = 500 * time.Millisecond
+
+// drain runs wait (which waits for shipments) and reports whether it
+// returned. Once ctx is cancelled the wait is bounded: uploads are
+// cancelled at DrainTimeout (startWork) and one that ignores its
+// cancellation (a hung mount, a wedged read) is abandoned drainGrace later,
+// so that a stop always ends the process in time.
+func (a *Agent) drain(ctx context.Context, wait func()) bool {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(a.cfg.DrainTimeout + drainGrace):
+		a.log.Error("stopping with shipments still in flight after the drain timeout; they are retried on the next start",
+			"drain_timeout", a.cfg.DrainTimeout)
+		return false
+	}
+}
+
+// applyConfig takes the reloadable options of a new config: it builds a
+// new snapshot and swaps it in; shipments in flight keep the one they took.
+// An invalid config changes nothing.
 func (a *Agent) applyConfig(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	a.mu.Lock()
+	a.mu.Lock() // one reload at a time
 	defer a.mu.Unlock()
-	a.cfg.IncludeTopics, a.cfg.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
-	a.filter = newTopicFilter(&c)
-	a.cfg.ScanInterval, a.cfg.SettleTime = c.ScanInterval, c.SettleTime
-	a.cfg.DeepValidate, a.cfg.DropCache = c.DeepValidate, c.DropCache
+	n := a.snap().Config
+	n.IncludeTopics, n.ExcludeTopics = c.IncludeTopics, c.ExcludeTopics
+	n.ScanInterval, n.SettleTime = c.ScanInterval, c.SettleTime
+	n.DeepValidate, n.DropCache = c.DeepValidate, c.DropCache
+	a.live.Store(newSnapshot(n))
 	return nil
+}
+
+// ReloadFailed records a rejected reload (SIGHUP with an invalid config
+// file): logged and counted in segvault_agent_failures_total{stage=
+// "config_reload"}; the configuration in force stays.
+func (a *Agent) ReloadFailed(err error) {
+	a.metrics.Failures.WithLabelValues("config_reload").Inc()
+	a.log.Error("config reload rejected; the running configuration stays", "err", err)
 }
 
 // RunOnce archives every segment that has rolled, waiting for ones that
@@ -202,28 +241,49 @@ func (a *Agent) applyConfig(c Config) error {
 // Failed and Waiting say what is left undone.
 func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 	wait := a.startWork(ctx)
-	defer wait()
+	abandoned := false
+	defer func() {
+		if !abandoned {
+			a.drain(ctx, wait)
+		}
+	}()
 	a.blockDispatch = true
 	defer func() { a.blockDispatch = false }()
 	total := &PassReport{}
+	first := true
 	for {
 		rep, err := a.Pass(ctx)
 		if err != nil {
 			return total, err
 		}
-		a.wg.Wait()
+		if !a.drain(ctx, a.wg.Wait) {
+			abandoned = true
+			total.Waiting = rep.Waiting
+			return total, ctx.Err()
+		}
 		d := a.takeDone()
 		total.Partitions = rep.Partitions
 		total.Archived += d.Archived
 		total.Already += d.Already
+		if first { // later passes find this run's uploads in the state too
+			total.Already += rep.InState
+			first = false
+		}
 		total.Corrupt += d.Corrupt
 		total.Lost += d.Lost
+		total.Truncated += d.Truncated
 		total.RawBytes += d.RawBytes
 		total.Stored += d.Stored
 		total.Errors = append(total.Errors, d.Errors...)
+		if ctx.Err() != nil { // stopped: what is left is unfinished, not done
+			total.Waiting = rep.Waiting
+			return total, ctx.Err()
+		}
 		gaveUp := a.givenUp()
 		if rep.Started == 0 && rep.Waiting <= gaveUp {
-			total.Failed, total.Waiting = gaveUp, rep.Waiting-gaveUp
+			// Log dirs and partition dirs that could not be scanned count as failed too.
+			total.Failed, total.Waiting = gaveUp+rep.Failed, rep.Waiting-gaveUp
+			total.Errors = append(total.Errors, rep.Errors...)
 			return total, nil
 		}
 		if rep.Started == 0 { // only unsettled or backing-off segments left
@@ -231,7 +291,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*PassReport, error) {
 			case <-ctx.Done():
 				total.Waiting = rep.Waiting
 				return total, ctx.Err()
-			case <-time.After(min(max(a.cfg.SettleTime, 100*time.Millisecond), time.Second)):
+			case <-time.After(min(max(a.snap().SettleTime, 100*time.Millisecond), time.Second)):
 			}
 		}
 	}

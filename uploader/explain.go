@@ -61,11 +61,11 @@ func Explain(err error) string {
 	case errors.As(err, &hne):
 		return fmt.Sprintf("TLS verification failed: the server certificate is not valid for %s: use the name in the certificate as endpoint (%v)", hne.Host, err)
 	case errors.As(err, &uae) || errors.As(err, &cve):
-		return fmt.Sprintf("TLS verification failed: the server certificate is not signed by a trusted CA: set ca_file to the CA's PEM file (%v)", err)
+		return fmt.Sprintf("TLS verification failed: the server certificate is not signed by a trusted CA: set --s3-ca-file to the CA's PEM file (%v)", err)
 	case errors.As(err, &cie):
 		return fmt.Sprintf("TLS verification failed: the server certificate is invalid or expired (%v)", err)
 	case errors.As(err, &rhe) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return "the endpoint does not speak TLS: use an http:// endpoint (or disable_tls) if that is intended"
+		return "the endpoint does not speak TLS: use an http:// endpoint with --s3-insecure if plain HTTP is intended"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("connection refused: nothing listens at the endpoint: check host and port, and that the server runs (%v)", err)
 	}

@@ -99,7 +99,18 @@ func (l Layout) LogDirPrefix(cluster string, broker int32) string {
 // CaptureTimeFormat sorts lexically in time order.
 const CaptureTimeFormat = "20060102T150405.000000000Z"
 
-// IsManifestKey reports whether key is a segment manifest.
+// IsManifestKey reports whether key is a segment or KRaft snapshot
+// manifest (both are SegmentManifests, told apart by their Kind).
 func IsManifestKey(key string) bool {
-	return path.Base(key) == ManifestName && strings.Contains(key, "/segments/")
+	return path.Base(key) == ManifestName && (strings.Contains(key, "/segments/") || strings.Contains(key, "/snapshots/"))
+}
+
+// IsLogDirKey reports whether key is a log-dir capture (LogDirKey).
+func IsLogDirKey(key string) bool {
+	return strings.Contains(key, "/brokers/") && strings.Contains(key, "/logdirs/") && strings.HasSuffix(key, ".json")
+}
+
+// IsGapKey reports whether key is a gap marker (GapKey).
+func IsGapKey(key string) bool {
+	return strings.Contains(key, "/gaps/") && strings.HasSuffix(key, ".json")
 }

@@ -186,14 +186,14 @@ func NewS3(opts S3Options) (*S3, error) {
 			if opts.CAFile != "" {
 				pem, err := os.ReadFile(opts.CAFile)
 				if err != nil {
-					return nil, fmt.Errorf("s3: ca_file: %w", err)
+					return nil, fmt.Errorf("s3: --s3-ca-file: %w", err)
 				}
 				pool, err := x509.SystemCertPool()
 				if err != nil || pool == nil {
 					pool = x509.NewCertPool()
 				}
 				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("s3: ca_file %s: no PEM certificates", opts.CAFile)
+					return nil, fmt.Errorf("s3: --s3-ca-file %s: no PEM certificates", opts.CAFile)
 				}
 				tc.RootCAs = pool
 			}

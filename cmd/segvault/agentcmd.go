@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,7 +82,11 @@ func agentConfig(c *cli.Context) agent.Config {
 	cfg.ClusterID = c.String("cluster-id")
 	cfg.BrokerID = int32(c.Int("broker-id"))
 	cfg.Bucket = c.String("bucket")
-	cfg.Prefix = c.String("prefix")
+	if l, err := archiveLayout(c); err == nil {
+		cfg.Prefix = l.Prefix // the URL's prefix and --prefix, as every command reads them
+	} else {
+		cfg.Prefix = c.String("prefix") // openStore reports the error
+	}
 	cfg.StateDir = c.String("state-dir")
 	cfg.IncludeTopics = c.StringSlice("include-topics")
 	cfg.ExcludeTopics = c.StringSlice("exclude-topics")
@@ -143,18 +148,39 @@ func runAgent(c *cli.Context) error {
 	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: cfg.StateDir})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if len(cfg.LogDirs) > 0 {
+		if err := checkLogDirs(cfg, cfg.LogDirs); err != nil {
+			return err
+		}
+	}
 	a, err := agent.New(ctx, cfg, agent.NewArchive(b, enc, eo), log, agent.NewMetrics(reg), version)
+	if errors.Is(err, agent.ErrStateDirLocked) {
+		return &exitError{code: exitUsage, err: err}
+	}
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if len(cfg.LogDirs) == 0 { // taken from server.properties
+		if err := checkLogDirs(cfg, a.LogDirs()); err != nil {
+			return err
+		}
+	}
 	if c.Bool("once") {
 		rep, err := a.RunOnce(ctx)
+		if err != nil && ctx.Err() != nil {
+			fmt.Fprintf(c.App.Writer, "segvault agent --once: interrupted: %d segments archived, %d already archived, %d corrupt, %d lost, %d failed before the stop\n",
+				rep.Archived, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+			return &exitError{code: agentExitInterrupted, err: errors.New("agent --once interrupted by a signal; run it again to finish")}
+		}
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "segvault agent --once: %d partitions, %d segments archived (%d bytes, %d stored), %d already archived, %d corrupt, %d lost, %d failed\n",
 			rep.Partitions, rep.Archived, rep.RawBytes, rep.Stored, rep.Already, rep.Corrupt, rep.Lost, rep.Failed)
+		if rep.Truncated > 0 {
+			fmt.Fprintf(c.App.Writer, "segvault agent --once: %d torn active segments archived truncated to their last complete batch (see the log for byte positions)\n", rep.Truncated)
+		}
 		if rep.Corrupt > 0 || rep.Failed > 0 || rep.Waiting > 0 {
 			return &exitError{code: exitFailure, err: errors.Join(append([]error{fmt.Errorf("%d corrupt, %d failed and %d unfinished segments (see the log)", rep.Corrupt, rep.Failed, rep.Waiting)}, rep.Errors...)...)}
 		}
@@ -175,7 +201,7 @@ func runAgent(c *cli.Context) error {
 		for range hup {
 			nc, err := reloadConfig(c)
 			if err != nil {
-				log.Error("SIGHUP: config not reloaded", "err", err)
+				a.ReloadFailed(fmt.Errorf("SIGHUP: %w", err))
 				continue
 			}
 			reload <- nc
@@ -186,6 +212,47 @@ func runAgent(c *cli.Context) error {
 	log.Info("segvault agent stopped")
 	return err
 }
+
+// checkLogDirs makes a log dir that does not exist or is not a directory a
+// configuration error (exit 2), before anything is archived; so is a
+// meta.properties that cannot be read when no log dir can be identified.
+func checkLogDirs(cfg agent.Config, dirs []string) error {
+	broker := cfg.BrokerID
+	if broker < 0 && cfg.ServerProperties != "" {
+		if _, node, err := agent.ReadServerProperties(cfg.ServerProperties); err == nil {
+			broker = node
+		}
+	}
+	var idErr error
+	identified := 0
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return usageErr("log dir %s does not exist (--log-dirs, or log.dirs in --server-properties)", d)
+		case err != nil:
+			return usageErr("log dir %s: %v", d, err)
+		case !fi.IsDir():
+			return usageErr("log dir %s is not a directory", d)
+		}
+		if _, err := agent.ReadIdentity(d, cfg.ClusterID, broker); err != nil {
+			idErr = errors.Join(idErr, err)
+			continue
+		}
+		identified++
+	}
+	// With JBOD, one log dir whose meta.properties cannot be read is that
+	// dir's failure (reported, retried, the others archived); when none
+	// can say whose data it holds, nothing can be archived: configuration.
+	if identified == 0 && idErr != nil {
+		return &exitError{code: exitUsage, err: idErr}
+	}
+	return nil
+}
+
+// agentExitInterrupted is the exit status of an --once run stopped by
+// SIGTERM or SIGINT (the shell's 128+SIGINT).
+const agentExitInterrupted = 130
 
 // startArgs is the command line segvault was started with (set by run).
 var startArgs []string

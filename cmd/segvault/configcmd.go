@@ -23,15 +23,93 @@ func compileRegexp(flag, s string) (*regexp.Regexp, error) {
 
 // loadConfigFile is the Before hook of every command with --config: it
 // applies the YAML file under the flags and the environment. A file that
-// cannot be read or parsed is a usage error (exit 2).
+// cannot be read or parsed, or that holds a key that is not an option, is a
+// usage error (exit 2): the agent, config check and every other command
+// read the file through here, so they agree on what it means.
 func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
 	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))
 	return func(c *cli.Context) error {
+		if p := c.String("config"); p != "" {
+			if err := checkConfigKeys(p, flags); err != nil {
+				return err
+			}
+		}
 		if err := load(c); err != nil {
 			return usageErr("--config %s: %v", c.String("config"), err)
 		}
 		return nil
 	}
+}
+
+// checkConfigKeys rejects keys of the YAML file at p that are not options
+// (of this command or of the agent: one file serves every command), named
+// as users type them, with the closest option when there is one.
+func checkConfigKeys(p string, flags []cli.Flag) error {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return usageErr("--config: %v", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return usageErr("--config %s: %v", p, err)
+	}
+	known := map[string]bool{}
+	for _, f := range append(append([]cli.Flag{}, flags...), agentFlags()...) {
+		for _, n := range f.Names() {
+			known[n] = n != "config" && n != "once" // command-line only
+		}
+	}
+	var bad []string
+	for k := range m {
+		if known[k] {
+			continue
+		}
+		msg := fmt.Sprintf("unknown option %q", k)
+		if s := closestOption(k, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		bad = append(bad, msg)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return usageErr("--config %s: %s", p, strings.Join(bad, "; "))
+}
+
+// closestOption is the known option nearest to k by edit distance, if it is
+// a plausible typo (at most 3 edits).
+func closestOption(k string, known map[string]bool) string {
+	best, bestD := "", 4
+	for n, ok := range known {
+		if !ok {
+			continue
+		}
+		if d := editDistance(k, n); d < bestD || (d == bestD && n < best) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func configCommand() *cli.Command {
@@ -43,7 +121,8 @@ func configCommand() *cli.Command {
 			Name:  "check",
 			Usage: "validate the agent configuration and print the effective one, secrets redacted",
 			Description: `Reads the config file, the environment and the flags exactly as "segvault agent" does
-(a flag wins over the environment, which wins over the file), rejects unknown keys in the file,
+(a flag wins over the environment, which wins over the file), rejects unknown keys in the file
+(as the agent does),
 validates every option and prints the result.
 
 Example:
@@ -56,28 +135,7 @@ Example:
 }
 
 func runConfigCheck(c *cli.Context) error {
-	known := map[string]bool{}
-	for _, f := range agentFlags() {
-		for _, n := range f.Names() {
-			known[n] = true
-		}
-	}
-	var problems []string
-	if p := c.String("config"); p != "" {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return usageErr("--config: %v", err)
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(data, &m); err != nil {
-			return usageErr("--config %s: %v", p, err)
-		}
-		for k := range m {
-			if !known[k] || k == "config" || k == "once" {
-				problems = append(problems, fmt.Sprintf("%s: unknown option %q", p, k))
-			}
-		}
-	}
+	var problems []string // unknown keys in the file were rejected by loadConfigFile
 	cfg := agentConfig(c)
 	if err := cfg.Validate(); err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)

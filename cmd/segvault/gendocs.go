@@ -77,10 +77,14 @@ const manTail = `.SH EXIT STATUS
 success
 .TP
 .B 1
-the operation failed, or (verify) corruption was found
+the operation failed, or corruption or failures were found
 .TP
 .B 2
-bad usage or configuration; I/O errors (verify)
+bad usage or configuration (unknown command or option, bad or missing option value, a path or
+store that cannot be opened); restarting cannot fix it
+.TP
+.B 130
+interrupted by SIGINT or SIGTERM before the command finished
 .SH ENVIRONMENT
 Every option of a command is also read from
 .BI SEGVAULT_ OPTION

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/segvault/segvault/index"
+	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
 )
 
@@ -217,7 +218,7 @@ func (in *inspector) file(p string) error {
 }
 
 func (in *inspector) readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := fsutil.OpenRegular(p)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +315,7 @@ func incrementSequence(seq, delta int32) int32 {
 }
 
 func (in *inspector) log(p string, kind inspectKind, n segment.FileName) error {
-	f, err := os.Open(p)
+	f, err := fsutil.OpenRegular(p)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -114,6 +113,6 @@ func TestGapsText(t *testing.T) {
 	}
 }
 
-func gapOf(from, to int64) restore.Gap {
-	return restore.Gap{From: from, To: to, Reason: "segments missing from the archive"}
+func gapOf(from, to int64) lsGap {
+	return lsGap{First: from, Last: to - 1, Reason: "segments missing from the archive"}
 }

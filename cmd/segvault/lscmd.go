@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
@@ -23,16 +28,21 @@ func lsCommand() *cli.Command {
 		&cli.StringFlag{Name: "cluster", Usage: "only this cluster"},
 		&cli.StringFlag{Name: "topic", Usage: "only topics matching this regular expression"},
 		&cli.BoolFlag{Name: "json", Usage: "JSON output"},
+		&cli.BoolFlag{Name: "wide", Usage: "table: also the CLUSTER (always shown when the archive holds several) and TOPIC ID columns"},
 	}, storeFlags()...)
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list what the archive holds: clusters, brokers, topics, partitions, offset and time ranges, gaps",
 		Description: `Prints one line per archived partition: its topic id, the brokers whose copies are archived,
-the segments (and KRaft snapshots), the offset and time range, raw and stored bytes, and GAPS:
+the segments (and KRaft snapshots), the offset and time range, raw and stored bytes, and GAPS ("-": none):
 offset ranges missing from the archive ("100..199"), marked "(lost)" when the agent recorded
 that Kafka deleted the segment before it could be archived (a gap marker), and lost segments
 no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
-too. --json prints the same with the gap markers in full ("lost_segments").
+too. A manifest that does not decode or verify is named on standard error (and under
+"bad_manifests" of its partition in --json, "bad-manifests:N" in GAPS) and left out; the rest is
+listed and the exit status is 1. OFFSETS "empty at N": the archived segments hold no record, the next offset is N.
+The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
+--wide. --json prints everything, with the gap markers in full ("lost_segments").
 
 Examples:
   segvault ls --bucket s3://kafka-archive --s3-endpoint minio:9000 --s3-path-style
@@ -45,21 +55,160 @@ Examples:
 
 // lsPartition is one partition in `ls` output.
 type lsPartition struct {
-	Cluster   string        `json:"cluster"`
-	Topic     string        `json:"topic"`
-	Partition int32         `json:"partition"`
-	TopicID   string        `json:"topic_id"`
-	Brokers   []int32       `json:"brokers"`
-	Segments  int           `json:"segments"`
-	First     int64         `json:"first_offset"`
-	Last      int64         `json:"last_offset"`
-	FirstTime string        `json:"first_time,omitempty"`
-	LastTime  string        `json:"last_time,omitempty"`
-	Bytes     int64         `json:"bytes"`
-	Stored    int64         `json:"stored_bytes"`
-	Gaps      []restore.Gap `json:"gaps,omitempty"`
-	Lost      []lsLost      `json:"lost_segments,omitempty"`
-	Older     int           `json:"other_incarnations,omitempty"`
+	Cluster   string   `json:"cluster"`
+	Topic     string   `json:"topic"`
+	Partition int32    `json:"partition"`
+	TopicID   string   `json:"topic_id"`
+	Brokers   []int32  `json:"brokers"`
+	Segments  int      `json:"segments"`
+	First     int64    `json:"first_offset"`
+	Last      int64    `json:"last_offset"`
+	FirstTime string   `json:"first_time,omitempty"`
+	LastTime  string   `json:"last_time,omitempty"`
+	Bytes     int64    `json:"bytes"`
+	Stored    int64    `json:"stored_bytes"`
+	Gaps      []lsGap  `json:"gaps,omitempty"`
+	Lost      []lsLost `json:"lost_segments,omitempty"`
+	Older     int      `json:"other_incarnations,omitempty"`
+	Bad       []lsBad  `json:"bad_manifests,omitempty"`
+}
+
+// lsGap is an offset range missing from the archive, inclusive.
+type lsGap struct {
+	First  int64  `json:"first_offset"`
+	Last   int64  `json:"last_offset"`
+	Reason string `json:"reason"`
+}
+
+func lsGaps(gaps []restore.Gap) []lsGap {
+	var out []lsGap
+	for _, g := range gaps {
+		out = append(out, lsGap{First: g.From, Last: g.To - 1, Reason: g.Reason})
+	}
+	return out
+}
+
+// lsBad is a manifest of the partition that does not decode or verify: it
+// is left out of the listing.
+type lsBad struct {
+	Key   string `json:"key"`
+	Error string `json:"error"`
+}
+
+// lsSource is the archive as ls reads it: every manifest is read and decoded
+// once up front; one that does not decode or verify is left out (reported by
+// key) instead of failing the whole listing.
+type lsSource struct {
+	restore.Source
+	data map[string][]byte // manifest key: its bytes, read by prefetch
+	bad  map[string]error
+}
+
+func (s *lsSource) List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error {
+	return s.Source.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
+		if s.bad[oi.Key] != nil {
+			return nil
+		}
+		return fn(oi)
+	})
+}
+
+func (s *lsSource) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	if d, ok := s.data[key]; ok {
+		return d, nil
+	}
+	return s.Source.Get(ctx, key, max)
+}
+
+// prefetch reads and decodes every segment manifest under root.
+func (s *lsSource) prefetch(ctx context.Context, root string) error {
+	var keys []string
+	if err := s.Source.List(ctx, root, func(oi uploader.ObjectInfo) error {
+		if uploader.IsManifestKey(oi.Key) {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, key := range keys {
+		g.Go(func() error {
+			data, err := s.Source.Get(gctx, key, uploader.MaxManifestSize)
+			if err == nil {
+				_, err = uploader.DecodeSegmentManifest(key, data)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				s.data[key] = data
+			case ctx.Err() != nil:
+				return ctx.Err()
+			default:
+				s.bad[key] = err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// makePlan plans the listing; a manifest or gap marker that fails the
+// plan's checks is left out by restore (Plan.Bad) and recorded here.
+func (s *lsSource) makePlan(ctx context.Context, layout uploader.Layout, sel restore.Selection) (*restore.Plan, error) {
+	sel.LeaveOutBad = true
+	plan, err := restore.MakePlan(ctx, s, layout, sel, 8)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range plan.Bad {
+		if s.bad[b.Key] == nil {
+			s.bad[b.Key] = errors.New(b.Err)
+		}
+	}
+	return plan, nil
+}
+
+// dataWins drops the gap markers of segments that are archived after all
+// (same broker, same base offset): a marker written in error, for example
+// after a transient read failure, must not hide the later upload.
+func dataWins(lost []lsLost, segs []restore.Segment) []lsLost {
+	have := map[[2]int64]bool{}
+	for _, s := range segs {
+		have[[2]int64{int64(s.Manifest.BrokerID), s.Manifest.BaseOffset}] = true
+	}
+	var out []lsLost
+	for _, l := range lost {
+		if !have[[2]int64{int64(l.Broker), l.BaseOffset}] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// lsKeyed is err naming key (decode errors already do).
+func lsKeyed(key string, err error) error {
+	if strings.Contains(err.Error(), key) {
+		return err
+	}
+	return fmt.Errorf("manifest %s: %w", key, err)
+}
+
+// badPartition returns the topic and partition a manifest key names
+// (<root><cluster>/topics/<topic>/<partition>/...).
+func badPartition(layout uploader.Layout, key string) (cluster, topic string, partition int32, ok bool) {
+	f := strings.Split(strings.TrimPrefix(key, layout.Root()), "/")
+	if len(f) < 4 || f[1] != "topics" {
+		return "", "", 0, false
+	}
+	p, err := strconv.ParseInt(f[3], 10, 32)
+	if err != nil {
+		return "", "", 0, false
+	}
+	return f[0], f[2], int32(p), true
 }
 
 // lsLost is a gap marker: a segment Kafka deleted before the agent could
@@ -134,9 +283,19 @@ func runLs(c *cli.Context) error {
 		return err
 	}
 	sel := restore.Selection{Cluster: c.String("cluster"), Broker: -1, Metadata: true}
-	clusters, err := restore.Clusters(ctx, restore.NewSource(b, uploader.DecodeOptions{}), layout)
+	src := &lsSource{Source: restore.NewSource(b, uploader.DecodeOptions{}), data: map[string][]byte{}, bad: map[string]error{}}
+	if err := src.prefetch(ctx, layout.Root()); err != nil {
+		return err
+	}
+	clusters, err := restore.Clusters(ctx, src, layout)
 	if err != nil {
 		return err
+	}
+	var topics *regexp.Regexp
+	if t := c.String("topic"); t != "" {
+		if topics, err = compileRegexp("topic", t); err != nil {
+			return err
+		}
 	}
 	out := []lsPartition{}
 	for _, cl := range clusters {
@@ -145,12 +304,8 @@ func runLs(c *cli.Context) error {
 		}
 		s := sel
 		s.Cluster = cl
-		if t := c.String("topic"); t != "" {
-			if s.Topics, err = compileRegexp("topic", t); err != nil {
-				return err
-			}
-		}
-		plan, err := restore.MakePlan(ctx, restore.NewSource(b, uploader.DecodeOptions{}), layout, s, 8)
+		s.Topics = topics
+		plan, err := src.makePlan(ctx, layout, s)
 		if err != nil {
 			return err
 		}
@@ -161,8 +316,8 @@ func runLs(c *cli.Context) error {
 		for _, p := range plan.Partitions {
 			pk := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 			lp := lsPartition{Cluster: cl, Topic: p.Topic, Partition: p.Partition, TopicID: p.TopicID, Brokers: p.Brokers,
-				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: p.Gaps,
-				Lost: lost[pk], Older: p.Incarnation}
+				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: lsGaps(p.Gaps),
+				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation}
 			delete(lost, pk)
 			var ft, lt int64 = -1, -1
 			for _, s := range p.Segments {
@@ -191,27 +346,78 @@ func runLs(c *cli.Context) error {
 				First: -1, Last: -1, Lost: l})
 		}
 	}
+	var badKeys []string
+	for key := range src.bad {
+		badKeys = append(badKeys, key)
+	}
+	sort.Strings(badKeys)
+	for _, key := range badKeys {
+		fmt.Fprintf(c.App.ErrWriter, "segvault: left out: %v\n", lsKeyed(key, src.bad[key]))
+		cl, topic, part, ok := badPartition(layout, key)
+		if !ok || sel.Cluster != "" && cl != sel.Cluster || topics != nil && !topics.MatchString(topic) {
+			continue
+		}
+		i := 0
+		for i < len(out) && (out[i].Cluster != cl || out[i].Topic != topic || out[i].Partition != part) {
+			i++
+		}
+		if i == len(out) {
+			out = append(out, lsPartition{Cluster: cl, Topic: topic, Partition: part, Brokers: []int32{}, First: -1, Last: -1})
+		}
+		out[i].Bad = append(out[i].Bad, lsBad{Key: key, Error: src.bad[key].Error()})
+	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		return a.Cluster < b.Cluster || a.Cluster == b.Cluster && (a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition)
 	})
 	w := c.App.Writer
+	var failed error
+	if len(badKeys) > 0 {
+		failed = &exitError{code: exitFailure, err: fmt.Errorf("%d manifests do not decode or verify and were left out (listed above)", len(badKeys))}
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tPARTITION\tTOPIC ID\tBROKERS\tSEGMENTS\tOFFSETS\tTIME RANGE\tBYTES\tSTORED\tGAPS")
-	for _, p := range out {
-		offsets, times := fmt.Sprintf("%d..%d", p.First, p.Last), p.FirstTime+".."+p.LastTime
-		if p.Segments == 0 {
-			offsets, times = "-", "-"
+		if err := enc.Encode(out); err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s-%d\t%s\t%v\t%d\t%s\t%s\t%d\t%d\t%s\n", p.Cluster, p.Topic, p.Partition, p.TopicID, p.Brokers,
-			p.Segments, offsets, times, p.Bytes, p.Stored, gapsText(p))
+		return failed
 	}
-	return tw.Flush()
+	wide, several := c.Bool("wide"), false
+	for _, p := range out {
+		several = several || p.Cluster != out[0].Cluster
+	}
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	row := func(cluster, topicID string, cells ...string) {
+		if wide || several {
+			fmt.Fprint(tw, cluster, "\t")
+		}
+		fmt.Fprint(tw, cells[0], "\t")
+		if wide {
+			fmt.Fprint(tw, topicID, "\t")
+		}
+		fmt.Fprintln(tw, strings.Join(cells[1:], "\t"))
+	}
+	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
+	for _, p := range out {
+		gaps := gapsText(p)
+		if len(p.Bad) > 0 {
+			gaps = strings.TrimPrefix(gaps+fmt.Sprintf(",bad-manifests:%d", len(p.Bad)), ",")
+		}
+		if gaps == "" {
+			gaps = "-"
+		}
+		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), fmt.Sprint(p.Segments),
+			lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return failed
 }
 
 // gapsText renders a partition's GAPS column: the offset ranges missing from
@@ -222,9 +428,9 @@ func gapsText(p lsPartition) string {
 	var out []string
 	used := make([]bool, len(p.Lost))
 	for _, g := range p.Gaps {
-		s := fmt.Sprintf("%d..%d", g.From, g.To-1)
+		s := fmt.Sprintf("%d..%d", g.First, g.Last)
 		for i, l := range p.Lost {
-			if l.BaseOffset < g.To && (l.NextBase > g.From || l.NextBase <= l.BaseOffset && l.BaseOffset >= g.From) {
+			if l.BaseOffset <= g.Last && (l.NextBase > g.First || l.NextBase <= l.BaseOffset && l.BaseOffset >= g.First) {
 				used[i] = true
 				if !strings.HasSuffix(s, "(lost)") {
 					s += "(lost)"
@@ -244,4 +450,30 @@ func gapsText(p lsPartition) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// lsOffsets renders the OFFSETS column: "-" when nothing is archived, and
+// "empty at N" for archived segments that hold no record (Kafka's empty
+// segment at N, as left after retention: first N, last N-1).
+func lsOffsets(p lsPartition) string {
+	switch {
+	case p.Segments == 0:
+		return "-"
+	case p.Last < p.First:
+		return fmt.Sprintf("empty at %d", p.First)
+	}
+	return fmt.Sprintf("%d..%d", p.First, p.Last)
+}
+
+// lsTimes renders the TIME RANGE column, the second time without its date
+// when both fall on the same day.
+func lsTimes(p lsPartition) string {
+	if p.Segments == 0 || p.FirstTime == "" && p.LastTime == "" {
+		return "-"
+	}
+	last := p.LastTime
+	if d, rest, ok := strings.Cut(p.LastTime, "T"); ok && strings.HasPrefix(p.FirstTime, d+"T") {
+		last = rest
+	}
+	return p.FirstTime + ".." + last
 }

@@ -19,6 +19,9 @@ func s3Options(c *cli.Context) (uploader.S3Options, error) {
 		StorageClass: c.String("s3-storage-class"), SSEKMSKeyID: c.String("s3-sse-kms-key-id"), SSECKeyFile: c.String("s3-sse-c-key-file"),
 		RetentionMode: strings.ToUpper(c.String("s3-object-lock-mode")), RetentionDays: c.Int("s3-object-lock-days"),
 	}
+	if err := checkEndpointTLS(o); err != nil {
+		return o, err
+	}
 	switch c.String("s3-sse") {
 	case "", "none":
 	case "s3":
@@ -31,6 +34,30 @@ func s3Options(c *cli.Context) (uploader.S3Options, error) {
 		return o, usageErr("--s3-sse %q: want none, s3, kms or c", c.String("s3-sse"))
 	}
 	return o, nil
+}
+
+// checkEndpointTLS refuses an --s3-endpoint scheme that contradicts the TLS
+// options: plain HTTP only when asked for with --s3-insecure, never by the
+// scheme alone.
+func checkEndpointTLS(o uploader.S3Options) error {
+	scheme, _, hasScheme := strings.Cut(o.Endpoint, "://")
+	if !hasScheme {
+		scheme = ""
+	}
+	switch strings.ToLower(scheme) {
+	case "http":
+		if !o.DisableTLS {
+			return usageErr("--s3-endpoint %s is plain HTTP (no TLS): add --s3-insecure if that is intended, or use https:// (with --s3-ca-file for a private CA)", o.Endpoint)
+		}
+	case "https":
+		if o.DisableTLS {
+			return usageErr("--s3-endpoint %s asks for TLS but --s3-insecure asks for plain HTTP: drop one of them", o.Endpoint)
+		}
+	}
+	if o.DisableTLS && o.CAFile != "" {
+		return usageErr("--s3-ca-file %s is for TLS but --s3-insecure asks for plain HTTP: drop one of them", o.CAFile)
+	}
+	return nil
 }
 
 // openBucket opens the store URL with retries and the upload limit.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -19,7 +20,7 @@ func env(name string) []string {
 func storeFlags() []cli.Flag {
 	return []cli.Flag{
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "bucket", Usage: "archive location: file:///path (local directory, the embedded default) or s3://bucket", EnvVars: env("bucket")}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "prefix", Usage: "key prefix inside the bucket", EnvVars: env("prefix")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "prefix", Usage: "key prefix inside the bucket, joined after a prefix given in the URL (s3://bucket/a with --prefix b: a/b/)", EnvVars: env("prefix")}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-endpoint", Value: "s3.amazonaws.com", Usage: "S3 endpoint host[:port]", EnvVars: env("s3-endpoint")}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Usage: "S3 region (empty: discovered)", EnvVars: env("s3-region")}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-access-key", Usage: "S3 access key (empty: AWS_*/MINIO_* environment, shared credentials file, instance or web-identity role)", EnvVars: env("s3-access-key")}),
@@ -42,29 +43,77 @@ func storeFlags() []cli.Flag {
 var secretFlags = map[string]bool{"s3-secret-key": true}
 
 // openStore opens the archive the store flags describe, with retries and
-// the upload bandwidth limit applied. A prefix may also be given in the URL
-// (s3://bucket/prefix); --prefix is appended to it.
+// the upload bandwidth limit applied, and the one Layout every command
+// (agent, ls, restore, verify --scrub) addresses it with (archiveLayout).
 func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+	raw, err := bucketURL(c)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	layout, err := archiveLayout(c)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	b, _, err := openBucket(ctx, c, raw)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	return b, layout, nil
+}
+
+// openExistingStore is openStore for the commands that read an archive
+// (ls, restore, verify --scrub): opening a local store creates its
+// directory, so a mistyped file:// path would read a new, empty archive and
+// report "nothing there" as if that were the truth. It must exist.
+func openExistingStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+	raw, err := bucketURL(c)
+	if err != nil {
+		return nil, uploader.Layout{}, err
+	}
+	if store, _, err := uploader.SplitURL(raw); err == nil && strings.HasPrefix(store, "file://") {
+		dir := strings.TrimPrefix(store, "file://")
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, uploader.Layout{}, usageErr("--bucket %s: no archive there (%s is not an existing directory)", raw, dir)
+		}
+	}
+	return openStore(ctx, c)
+}
+
+// bucketURL is --bucket, a file URL made absolute.
+func bucketURL(c *cli.Context) (string, error) {
 	raw := c.String("bucket")
 	if raw == "" {
-		return nil, uploader.Layout{}, usageErr("--bucket is required (file:///path or s3://bucket)")
+		return "", usageErr("--bucket is required (file:///path or s3://bucket)")
 	}
 	if strings.HasPrefix(raw, "file://") {
 		if p := strings.TrimPrefix(raw, "file://"); p != "" && !strings.HasPrefix(p, "/") {
-			return nil, uploader.Layout{}, usageErr("--bucket %q: a file URL needs an absolute path (file:///path)", raw)
+			return "", usageErr("--bucket %q: a file URL needs an absolute path (file:///path)", raw)
 		}
 		if p, err := filepath.Abs(strings.TrimPrefix(raw, "file://")); err == nil {
 			raw = "file://" + p
 		}
 	}
-	b, prefix, err := openBucket(ctx, c, raw)
+	return raw, nil
+}
+
+// archiveLayout is the one place the object key prefix is decided, from
+// --bucket and --prefix: an s3:// URL's path (s3://bucket/a/b) comes first,
+// then --prefix is joined after it (s3://bucket/a with --prefix b: "a/b/").
+// A file:// URL's path is the store directory itself; --prefix then names a
+// sub-tree inside it.
+func archiveLayout(c *cli.Context) (uploader.Layout, error) {
+	raw, err := bucketURL(c)
 	if err != nil {
-		return nil, uploader.Layout{}, err
+		return uploader.Layout{}, err
 	}
-	if p := c.String("prefix"); p != "" {
-		prefix += strings.Trim(p, "/") + "/"
+	_, prefix, err := uploader.SplitURL(raw)
+	if err != nil {
+		return uploader.Layout{}, usageErr("--bucket: %v", err)
 	}
-	return b, uploader.NewLayout(prefix), nil
+	if p := strings.Trim(c.String("prefix"), "/"); p != "" {
+		prefix += p + "/"
+	}
+	return uploader.NewLayout(prefix), nil
 }
 
 // decodeOptions carries the client-side key for reading.

@@ -165,9 +165,12 @@ func sh(bin string, args ...string) error {
 	fmt.Printf("    $ segvault %s\n", strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	var errb bytes.Buffer
-	cmd.Stdout = indent{os.Stdout}
+	out := &indent{w: os.Stdout}
+	cmd.Stdout = out
 	cmd.Stderr = &errb
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	out.Flush()
+	if err != nil {
 		io.Copy(os.Stderr, &errb)
 		return fmt.Errorf("segvault %s: %w", args[0], err)
 	}
@@ -187,10 +190,30 @@ func shTail(bin string, args ...string) error {
 	return nil
 }
 
-type indent struct{ w io.Writer }
+// indent prints the child's output indented, whole lines only: the output
+// arrives in pieces (a pipe read ends anywhere, tabwriter writes cell by
+// cell), and a piece is not a line.
+type indent struct {
+	w       io.Writer
+	partial []byte
+}
 
-func (i indent) Write(p []byte) (int, error) {
-	s := strings.ReplaceAll(strings.TrimRight(string(p), "\n"), "\n", "\n      ")
-	fmt.Fprintf(i.w, "      %s\n", s)
-	return len(p), nil
+func (i *indent) Write(p []byte) (int, error) {
+	i.partial = append(i.partial, p...)
+	for {
+		n := bytes.IndexByte(i.partial, '\n')
+		if n < 0 {
+			return len(p), nil
+		}
+		fmt.Fprintf(i.w, "      %s\n", i.partial[:n])
+		i.partial = i.partial[n+1:]
+	}
+}
+
+// Flush prints a last line without its newline.
+func (i *indent) Flush() {
+	if len(i.partial) > 0 {
+		fmt.Fprintf(i.w, "      %s\n", i.partial)
+		i.partial = nil
+	}
 }
