@@ -278,7 +278,7 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 
 func runLs(c *cli.Context) error {
 	ctx := c.Context
-	b, layout, err := openStore(ctx, c)
+	b, layout, err := openExistingStore(ctx, c)
 	if err != nil {
 		return err
 	}

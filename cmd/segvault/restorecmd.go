@@ -159,7 +159,7 @@ func runRestore(c *cli.Context) error {
 	if policy != restore.AbortOpen && policy != restore.TruncateOpen && policy != restore.KeepOpen {
 		return usageErr("--open-txns %q: want abort, truncate or keep", policy)
 	}
-	b, layout, err := openStore(ctx, c)
+	b, layout, err := openExistingStore(ctx, c)
 	if err != nil {
 		return err
 	}
