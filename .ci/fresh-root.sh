@@ -125,6 +125,10 @@ tar --zstd -C "$ROOT" -xf "$BASE"
 log "copying Go $GOVERSION from $GOROOT_HOST"
 cp -a "$GOROOT_HOST" "$ROOT/usr/local/go"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The host's CA trust (for Go's and Maven's TLS: a proxy's CA the host trusts
+# must be trusted inside too).
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+[[ -s /etc/ssl/certs/java/cacerts ]] && cp /etc/ssl/certs/java/cacerts "$ROOT/etc/ssl/certs/java/cacerts"
 log "cloning $REPO at $COMMIT"
 mkdir -p "$ROOT/src"
 git clone -q --no-local "$REPO" "$ROOT/src/segvault"
