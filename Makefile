@@ -80,10 +80,13 @@ kafka-jars-clean:
 
 ## test: the whole suite, against a real MinIO and real Kafka brokers. In CI
 ## (CI=true) a server that cannot start is a failure, never a skip.
-# Debian's packaging linters, for the package tests (installed if missing).
-PKG_TOOLS := lintian rpmlint rpm2cpio
+# Debian's tools for the package tests (packaging/package_test.go), as
+# command:package, installed with apt if missing: the linters, rpm (rpmlint
+# runs `rpm -Kv`), the cpio TestRpmlint extracts with, systemd-analyze for the
+# unit. .ci/fresh-root.sh checks that this list is complete.
+PKG_TOOLS := lintian:lintian rpmlint:rpmlint rpm:rpm rpm2cpio:rpm2cpio cpio:cpio systemd-analyze:systemd
 packaging-tools:
-	@missing=; for t in $(PKG_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=; for t in $(PKG_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
 		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
