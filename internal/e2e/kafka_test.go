@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -388,6 +389,33 @@ func runRealKafka(t *testing.T, version string) {
 	})
 	if commitErr != nil {
 		t.Fatal(commitErr)
+	}
+	// That append rolls __consumer_offsets only if log.roll.ms has passed
+	// since its active segment's first record, which under load is not
+	// certain: commit again (each commit is an append) until Kafka has rolled
+	// the segment holding the commit, so the whole-broker check below finds
+	// the group's offsets archived.
+	offsetsRolled := func() bool {
+		rmu.Lock()
+		defer rmu.Unlock()
+		for k := range rolled {
+			if strings.HasPrefix(k, "__consumer_offsets/") {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(45 * time.Second); !offsetsRolled(); {
+		if time.Now().After(deadline) {
+			t.Fatal("Kafka did not roll __consumer_offsets after repeated offset commits")
+		}
+		time.Sleep(3 * time.Second) // > log.roll.ms
+		group.CommitOffsetsSync(ctx, group.CommittedOffsets(), func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			commitErr = err
+		})
+		if commitErr != nil {
+			t.Fatal(commitErr)
+		}
 	}
 
 	// Wait until every version Kafka rolled is archived.
