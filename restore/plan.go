@@ -697,6 +697,11 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 			for _, f := range s.Manifest.Files {
 				pp.Bytes += f.Size
 			}
+			if !used[s.Manifest.BrokerID] { // a snapshot's broker is one whose copies are used
+				used[s.Manifest.BrokerID] = true
+				pp.Brokers = append(pp.Brokers, s.Manifest.BrokerID)
+				sort.Slice(pp.Brokers, func(i, j int) bool { return pp.Brokers[i] < pp.Brokers[j] })
+			}
 		}
 	}
 	sort.Slice(pp.Snapshots, func(i, j int) bool { return pp.Snapshots[i].Manifest.BaseOffset < pp.Snapshots[j].Manifest.BaseOffset })
