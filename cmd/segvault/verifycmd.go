@@ -546,6 +546,11 @@ func runScrub(c *cli.Context) error {
 	}
 	sel := scrubSelection{fraction: sample, statePath: c.String("scrub-state"), store: b.String() + " " + layout.Root()}
 	results, err := scrub(ctx, b, layout, dopts, sel, c.Bool("deep"))
+	if ctx.Err() != nil {
+		// Stopped: the objects not matched yet are not orphans and the
+		// reads the stop cut short are not unreadable; no summary (exit 130).
+		return ctx.Err()
+	}
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
