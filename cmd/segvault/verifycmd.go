@@ -172,7 +172,11 @@ func verifyPath(p string, deep bool) ([]fileResult, error) {
 		case ok && n.Suffix == "" && isIndexKind(n.Kind):
 			return verifyIndexAlone(p, n), nil
 		}
-		return []fileResult{verifyFile(p, deep, false)}, nil
+		r := verifyFile(p, deep, false)
+		if r.Kind == "unknown" {
+			return nil, nil // not a Kafka file: nothing checked
+		}
+		return []fileResult{r}, nil
 	}
 	if _, ok := segment.ParseDirName(filepath.Base(p)); ok {
 		return verifyPartition(p, deep)
