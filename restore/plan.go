@@ -310,6 +310,26 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			return nil, err
 		}
 	}
+	// roots: the root captures whose offset checkpoints name partitions the
+	// archive may hold no segment of. A partition-level restore reads them
+	// too (they are not written back: only a whole-broker rebuild does that).
+	roots := plan.LogDirs
+	if !plan.WholeBroker {
+		for _, b := range plan.Brokers {
+			if sel.Broker >= 0 && b != sel.Broker {
+				continue
+			}
+			lds, err := latestLogDirs(ctx, src, layout, sel.Cluster, b)
+			if err != nil {
+				if !sel.LeaveOutBad {
+					return nil, err
+				}
+				plan.Bad = append(plan.Bad, BadObject{Key: layout.LogDirPrefix(sel.Cluster, b), Err: err.Error()})
+				continue
+			}
+			roots = append(roots, lds...)
+		}
+	}
 	var mu sync.Mutex
 	var badManifests []parsedKey
 	bad := func(key string, err error) error {
@@ -401,10 +421,10 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 		}
 		applyGapMarker(pp, gm)
 	}
-	// Partitions the broker's captured root checkpoints name but the
+	// Partitions the brokers' captured root checkpoints name but the
 	// archive holds no segment of come back empty at their last known end.
-	if plan.WholeBroker {
-		for _, ld := range plan.LogDirs {
+	if len(roots) > 0 {
+		for _, ld := range roots {
 			for _, f := range ld.Files {
 				if f.Name != index.RecoveryPointFile && f.Name != index.LogStartOffsetFile && f.Name != index.ReplicationOffsetFile {
 					continue
@@ -676,6 +696,11 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 			pp.Snapshots = append(pp.Snapshots, s)
 			for _, f := range s.Manifest.Files {
 				pp.Bytes += f.Size
+			}
+			if !used[s.Manifest.BrokerID] { // a snapshot's broker is one whose copies are used
+				used[s.Manifest.BrokerID] = true
+				pp.Brokers = append(pp.Brokers, s.Manifest.BrokerID)
+				sort.Slice(pp.Brokers, func(i, j int) bool { return pp.Brokers[i] < pp.Brokers[j] })
 			}
 		}
 	}

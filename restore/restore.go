@@ -338,12 +338,17 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 	}
 	// 1. Fetch and verify every file.
 	all := append(append([]Segment(nil), pp.Segments...), pp.Snapshots...)
+	fetched := map[string]bool{} // names fetched by this run: not resumed when the next manifest carries the same file
 	for _, s := range all {
 		for _, f := range s.Manifest.Files {
 			resumed, err := fetchFile(ctx, src, tmp, f, opts.Progress)
 			if err != nil {
 				return fail(fmt.Errorf("object %s (%s): %w", f.Object.Key, f.Name, err))
 			}
+			if resumed && fetched[f.Name] {
+				continue // the same file again (leader-epoch-checkpoint of every segment): counted once
+			}
+			fetched[f.Name] = true
 			res.files++
 			res.fetched += f.Size
 			if resumed {

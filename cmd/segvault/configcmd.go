@@ -11,6 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
+
+	"github.com/segvault/segvault/uploader"
 )
 
 func compileRegexp(flag, s string) (*regexp.Regexp, error) {
@@ -143,6 +145,17 @@ func runConfigCheck(c *cli.Context) error {
 	if c.String("bucket") != "" {
 		if _, err := encodeOptions(c, cfg); err != nil {
 			problems = append(problems, err.Error())
+		}
+		// The store options the agent refuses (a scheme that contradicts
+		// the TLS options, ...), checked without connecting.
+		if store, _, err := uploader.SplitURL(c.String("bucket")); err != nil {
+			problems = append(problems, fmt.Sprintf("--bucket: %v", err))
+		} else if strings.HasPrefix(store, "s3://") {
+			if o, err := s3Options(c); err != nil {
+				problems = append(problems, err.Error())
+			} else if err := o.Validate(); err != nil {
+				problems = append(problems, err.Error())
+			}
 		}
 	}
 	w := c.App.Writer

@@ -40,7 +40,8 @@ that Kafka deleted the segment before it could be archived (a gap marker), and l
 no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
 too. A manifest that does not decode or verify is named on standard error (and under
 "bad_manifests" of its partition in --json, "bad-manifests:N" in GAPS) and left out; the rest is
-listed and the exit status is 1. OFFSETS "empty at N": the archived segments hold no record, the next offset is N.
+listed and the exit status is 1. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
+"snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
 The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
 --wide. --json prints everything, with the gap markers in full ("lost_segments").
 
@@ -71,6 +72,7 @@ type lsPartition struct {
 	Lost      []lsLost `json:"lost_segments,omitempty"`
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
+	snapshot  int64    // end offset of the newest KRaft snapshot, -1 when none
 }
 
 // lsGap is an offset range missing from the archive, inclusive.
@@ -317,7 +319,13 @@ func runLs(c *cli.Context) error {
 			pk := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 			lp := lsPartition{Cluster: cl, Topic: p.Topic, Partition: p.Partition, TopicID: p.TopicID, Brokers: p.Brokers,
 				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: lsGaps(p.Gaps),
-				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation}
+				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation, snapshot: -1}
+			for _, s := range p.Snapshots {
+				lp.snapshot = max(lp.snapshot, s.Manifest.BaseOffset)
+				for _, f := range s.Manifest.Files {
+					lp.Stored += f.Object.Size
+				}
+			}
 			delete(lost, pk)
 			var ft, lt int64 = -1, -1
 			for _, s := range p.Segments {
@@ -459,6 +467,8 @@ func lsOffsets(p lsPartition) string {
 	switch {
 	case p.Segments == 0:
 		return "-"
+	case p.First < 0 && p.snapshot >= 0: // KRaft snapshots only
+		return fmt.Sprintf("snapshot %d", p.snapshot)
 	case p.Last < p.First:
 		return fmt.Sprintf("empty at %d", p.First)
 	}

@@ -364,9 +364,10 @@ func printPlan(w io.Writer, plan *restore.Plan, asJSON bool, cuts map[*restore.P
 		if existing == nil {
 			existing = []restore.Existing{}
 		}
+		leftOut := append([]restore.BadObject{}, plan.Bad...) // [] rather than null
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"cluster": plan.Cluster, "partitions": out, "existing_dirs": existing, "left_out": plan.Bad})
+		return enc.Encode(map[string]any{"cluster": plan.Cluster, "partitions": out, "existing_dirs": existing, "left_out": leftOut})
 	}
 	fmt.Fprintf(w, "cluster %s: %d partitions\n", plan.Cluster, len(plan.Partitions))
 	fmt.Fprintf(w, "%-40s %-22s %10s %21s %21s %12s %s\n", "PARTITION", "TOPIC ID", "SEGMENTS", "FIRST OFFSET", "LAST OFFSET", "BYTES", "BROKERS")

@@ -113,6 +113,16 @@ func archiveLayout(c *cli.Context) (uploader.Layout, error) {
 	if p := strings.Trim(c.String("prefix"), "/"); p != "" {
 		prefix += p + "/"
 	}
+	// Every key starts with the prefix: an element the store refuses in a
+	// key ("..", ".", empty) is a configuration error, not one failure per
+	// object.
+	if prefix != "" {
+		for _, e := range strings.Split(strings.TrimSuffix(prefix, "/"), "/") {
+			if e == "" || e == "." || e == ".." {
+				return uploader.Layout{}, usageErr("key prefix %q (from --bucket %s and --prefix %q): %q element not allowed", prefix, raw, c.String("prefix"), e)
+			}
+		}
+	}
 	return uploader.NewLayout(prefix), nil
 }
 

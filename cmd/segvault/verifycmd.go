@@ -172,7 +172,11 @@ func verifyPath(p string, deep bool) ([]fileResult, error) {
 		case ok && n.Suffix == "" && isIndexKind(n.Kind):
 			return verifyIndexAlone(p, n), nil
 		}
-		return []fileResult{verifyFile(p, deep, false)}, nil
+		r := verifyFile(p, deep, false)
+		if r.Kind == "unknown" {
+			return nil, nil // not a Kafka file: nothing checked
+		}
+		return []fileResult{r}, nil
 	}
 	if _, ok := segment.ParseDirName(filepath.Base(p)); ok {
 		return verifyPartition(p, deep)
@@ -544,10 +548,21 @@ func runScrub(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sel := scrubSelection{fraction: sample, statePath: c.String("scrub-state"), store: b.String() + " " + layout.Root()}
+	sel := scrubSelection{fraction: sample, statePath: c.String("scrub-state"), store: b.String() + " " + layout.Root(), pending: new([]byte)}
 	results, err := scrub(ctx, b, layout, dopts, sel, c.Bool("deep"))
+	if ctx.Err() != nil {
+		// Stopped: the objects not matched yet are not orphans and the
+		// reads the stop cut short are not unreadable; no summary (exit 130).
+		// The cursor stays: the next run reads this window again.
+		return ctx.Err()
+	}
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
+	}
+	if len(*sel.pending) > 0 {
+		if err := saveScrubCursor(sel.statePath, *sel.pending); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
 	}
 	if err := reportResults(c, results); err != nil {
 		return err
@@ -577,6 +592,9 @@ type scrubSelection struct {
 	fraction  float64
 	statePath string
 	store     string // the cursor is only reused for the same store and prefix
+	// pending, when set, receives the new cursor instead of the file:
+	// runScrub saves it only once the run has read its whole window.
+	pending *[]byte
 }
 
 // scrubCursor is the --scrub-state file.
@@ -620,15 +638,25 @@ func (s scrubSelection) choose(keys []string) ([]int, error) {
 	}
 	if s.statePath != "" {
 		data, _ := json.Marshal(scrubCursor{Store: s.store, Next: keys[(start+k)%n]})
-		tmp := s.statePath + ".tmp"
-		if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-			return nil, fmt.Errorf("--scrub-state: %w", err)
+		if s.pending != nil {
+			*s.pending = data
+			return out, nil
 		}
-		if err := os.Rename(tmp, s.statePath); err != nil {
-			return nil, fmt.Errorf("--scrub-state: %w", err)
-		}
+		return out, saveScrubCursor(s.statePath, data)
 	}
 	return out, nil
+}
+
+// saveScrubCursor writes the --scrub-state file (temp file, rename).
+func saveScrubCursor(statePath string, data []byte) error {
+	tmp := statePath + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("--scrub-state: %w", err)
+	}
+	if err := os.Rename(tmp, statePath); err != nil {
+		return fmt.Errorf("--scrub-state: %w", err)
+	}
+	return nil
 }
 
 // scrub checks every kind of manifest under the layout's root (segment and
