@@ -28,6 +28,7 @@ func lsCommand() *cli.Command {
 		&cli.StringFlag{Name: "cluster", Usage: "only this cluster"},
 		&cli.StringFlag{Name: "topic", Usage: "only topics matching this regular expression"},
 		&cli.BoolFlag{Name: "json", Usage: "JSON output"},
+		&cli.BoolFlag{Name: "allow-empty", Usage: "exit 0 when the archive holds nothing under the prefix"},
 		&cli.BoolFlag{Name: "wide", Usage: "table: also the CLUSTER (always shown when the archive holds several) and TOPIC ID columns"},
 	}, storeFlags()...)
 	return &cli.Command{
@@ -40,7 +41,8 @@ that Kafka deleted the segment before it could be archived (a gap marker), and l
 no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
 too. A manifest that does not decode or verify is named on standard error (and under
 "bad_manifests" of its partition in --json, "bad-manifests:N" in GAPS) and left out; the rest is
-listed and the exit status is 1. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
+listed and the exit status is 1. An archive that holds nothing under the prefix is exit 1
+(a mistyped --prefix), unless --allow-empty. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
 "snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
 The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
 --wide. --json prints everything, with the gap markers in full ("lost_segments").
@@ -292,6 +294,11 @@ func runLs(c *cli.Context) error {
 	clusters, err := restore.Clusters(ctx, src, layout)
 	if err != nil {
 		return err
+	}
+	if len(clusters) == 0 && len(src.bad) == 0 && !c.Bool("allow-empty") {
+		// An empty table for a mistyped --prefix would read as "nothing
+		// archived" when the archive is somewhere else.
+		return &exitError{code: exitFailure, err: fmt.Errorf("the archive %s holds nothing under %q (wrong --bucket or --prefix?); --allow-empty accepts an empty archive", b.String(), layout.Root())}
 	}
 	var topics *regexp.Regexp
 	if t := c.String("topic"); t != "" {
