@@ -83,8 +83,9 @@ kafka-jars-clean:
 # Debian's tools for the package tests (packaging/package_test.go), as
 # command:package, installed with apt if missing: the linters, rpm (rpmlint
 # runs `rpm -Kv`), the cpio TestRpmlint extracts with, systemd-analyze for the
-# unit. .ci/fresh-root.sh checks that this list is complete.
-PKG_TOOLS := lintian:lintian rpmlint:rpmlint rpm:rpm rpm2cpio:rpm2cpio cpio:cpio systemd-analyze:systemd
+# unit and the /bin/kill of its ExecReload (`systemd-analyze verify` checks it).
+# .ci/fresh-root.sh checks that this list is complete.
+PKG_TOOLS := lintian:lintian rpmlint:rpmlint rpm:rpm rpm2cpio:rpm2cpio cpio:cpio systemd-analyze:systemd /bin/kill:procps
 packaging-tools:
 	@missing=; for t in $(PKG_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \

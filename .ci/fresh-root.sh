@@ -16,6 +16,7 @@
 #   DEBIAN_MIRROR the Debian mirror (default: the host's, else deb.debian.org)
 #   TARGET        the make goal (default: test)
 #   KEEP=1        keep the root after the run (under /var/tmp) for inspection
+#                 (without it a failed run keeps only its logs)
 #   NICE          nice level of the run (default: 19)
 #
 # Needs root and Debian's apt (it installs debootstrap and systemd-container
@@ -67,8 +68,11 @@ ROOT=$WORK/root
 cleanup() {
 	local rc=$?
 	set +e
-	if ((rc != 0)) || [[ -n $KEEP ]]; then
+	if [[ -n $KEEP ]]; then
 		echo "fresh-root: exit $rc after $((SECONDS - T0))s; the root and logs are in $WORK" >&2
+	elif ((rc != 0)); then
+		rm -rf "$ROOT"
+		echo "fresh-root: exit $rc after $((SECONDS - T0))s; the logs are in $WORK (KEEP=1 keeps the root too)" >&2
 	else
 		rm -rf "$WORK"
 	fi
@@ -132,7 +136,7 @@ cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 log "cloning $REPO at $COMMIT"
 mkdir -p "$ROOT/src"
 git clone -q --no-local "$REPO" "$ROOT/src/segvault"
-git -C "$ROOT/src/segvault" checkout -q --detach "$COMMIT"
+git -C "$ROOT/src/segvault" checkout -q --detach "$COMMIT" || fail "$COMMIT is on no branch or tag of $REPO"
 mkdir -p "$ROOT/src/shared"
 
 cat >"$ROOT/src/run.sh" <<'EOF'
