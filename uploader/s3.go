@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -77,14 +78,21 @@ type S3Options struct {
 	// RequestRetries is minio-go's per-request retry count (default 3, 1 =
 	// none). Retries of whole operations belong to WithRetry.
 	RequestRetries int
+	// StallTimeout fails a request whose connection moves no byte either
+	// way for that long (a server that accepts and never answers, a network
+	// that drops packets silently): without it a PUT whose body the peer
+	// stops reading blocks for ever. Default 2 minutes; it bounds silence,
+	// not the duration of a transfer that progresses.
+	StallTimeout time.Duration
 	// Transport replaces the HTTP transport (tests); TLS options are then ignored.
 	Transport http.RoundTripper
 }
 
 const (
-	defaultPartSize = 16 << 20
-	minPartSize     = 5 << 20
-	maxParts        = 10000
+	defaultStallTimeout = 2 * time.Minute
+	defaultPartSize     = 16 << 20
+	minPartSize         = 5 << 20
+	maxParts            = 10000
 )
 
 // Validate checks the options, naming the offending one. An empty Bucket is
@@ -180,6 +188,18 @@ func NewS3(opts S3Options) (*S3, error) {
 		t, err := minio.DefaultTransport(secure)
 		if err != nil {
 			return nil, fmt.Errorf("s3: transport: %w", err)
+		}
+		stall := opts.StallTimeout
+		if stall <= 0 {
+			stall = defaultStallTimeout
+		}
+		dial := (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &stallConn{Conn: c, timeout: stall}, nil
 		}
 		if secure {
 			tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.InsecureSkipVerify} //nolint:gosec // opt-in, documented
@@ -631,4 +651,21 @@ func Ping(ctx context.Context, b BucketReader) error {
 		return nil
 	}
 	return err
+}
+
+// stallConn moves its deadline forward before every read and write, so a
+// connection fails only after timeout without any progress.
+type stallConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *stallConn) Read(b []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(b)
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(b)
 }
