@@ -84,10 +84,13 @@ kafka-jars-clean:
 # command:package, installed with apt if missing: the linters, rpm (rpmlint
 # runs `rpm -Kv`), the cpio TestRpmlint extracts with, systemd-analyze for the
 # unit and the /bin/kill of its ExecReload (`systemd-analyze verify` checks it).
-# .ci/fresh-root.sh checks that this list is complete.
-PKG_TOOLS := lintian:lintian rpmlint:rpmlint rpm:rpm rpm2cpio:rpm2cpio cpio:cpio systemd-analyze:systemd /bin/kill:procps
+# gcc and libc6-dev: the race detector needs cgo, and a machine with only Go
+# has no C compiler (go test -race: "requires cgo"). .ci/fresh-root.sh checks
+# that this list is complete.
+PKG_TOOLS := lintian:lintian rpmlint:rpmlint rpm:rpm rpm2cpio:rpm2cpio cpio:cpio systemd-analyze:systemd /bin/kill:procps \
+	gcc:gcc /usr/include/stdio.h:libc6-dev
 packaging-tools:
-	@missing=; for t in $(PKG_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	@missing=; for t in $(PKG_TOOLS); do { command -v $${t%%:*} >/dev/null || [ -e $${t%%:*} ]; } || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
 		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
@@ -99,7 +102,7 @@ RACE_PKGS := ./agent/... ./uploader/... ./restore/... ./cmd/...
 
 test: tools packaging-tools
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '/agent' -e '/uploader' -e '/restore' -e '/cmd/')
 
 ## test-short: unit tests only (no servers).
