@@ -476,6 +476,14 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 			pp.TailAt = 0
 			continue
 		}
+		for _, g := range pp.Gaps { // a gap marker may already cover the start
+			if g.From <= n && g.To > n {
+				n = g.To
+			}
+		}
+		if n >= pp.TailAt {
+			continue
+		}
 		pp.Gaps = append(pp.Gaps, Gap{Tail: true, From: n, To: pp.TailAt, Reason: fmt.Sprintf("not archived: the broker's log end was %d when its root files were captured", pp.TailAt)})
 	}
 	// A partition known only from the checkpoints takes its topic's id
