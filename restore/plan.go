@@ -90,6 +90,19 @@ type PartitionPlan struct {
 	TailAt int64
 }
 
+// DropTail forgets the unarchived tail (TailAt and its gap): a
+// point-in-time restore asks for an earlier state.
+func (pp *PartitionPlan) DropTail() {
+	pp.TailAt = 0
+	gaps := pp.Gaps[:0]
+	for _, g := range pp.Gaps {
+		if !g.Tail {
+			gaps = append(gaps, g)
+		}
+	}
+	pp.Gaps = gaps
+}
+
 // Gap is a range of offsets the archive does not hold.
 type Gap struct {
 	// Tail: the unarchived end of the log (PartitionPlan.TailAt); a

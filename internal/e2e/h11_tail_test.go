@@ -72,6 +72,10 @@ func TestH11TailNotArchivedWholeBroker(t *testing.T) {
 		}
 	}
 	cut := filepath.Join(t.TempDir(), "cut")
+	out, errOut, code = h5Run(t, nil, append(base, "--dry-run", "--to-offset", "100", "-t", cut)...)
+	if code != 0 || strings.Contains(out, "not archived") {
+		t.Fatalf("--to-offset dry-run: exit %d (shows the tail a cut leaves out?)\n%s\n%s", code, out, errOut)
+	}
 	out, errOut, code = h5Run(t, nil, append(base, "--to-offset", "100", "-t", cut)...)
 	if code != 0 || strings.Contains(out, "not archived") {
 		t.Fatalf("--to-offset restore: exit %d (reports the tail?)\n%s\n%s", code, out, errOut)
