@@ -82,10 +82,32 @@ type PartitionPlan struct {
 	// after retention, so offsets consumers have seen are never reused. -1
 	// otherwise.
 	EmptyAt int64
+	// TailAt, for a partition with archived segments whose captured root
+	// checkpoints name a log end beyond the last archived segment's next
+	// base (the active segment was never archived), is that log end: a
+	// full restore writes an empty segment there and reports the offsets
+	// between as a gap, so they are never reused. 0 otherwise.
+	TailAt int64
+}
+
+// DropTail forgets the unarchived tail (TailAt and its gap): a
+// point-in-time restore asks for an earlier state.
+func (pp *PartitionPlan) DropTail() {
+	pp.TailAt = 0
+	gaps := pp.Gaps[:0]
+	for _, g := range pp.Gaps {
+		if !g.Tail {
+			gaps = append(gaps, g)
+		}
+	}
+	pp.Gaps = gaps
 }
 
 // Gap is a range of offsets the archive does not hold.
 type Gap struct {
+	// Tail: the unarchived end of the log (PartitionPlan.TailAt); a
+	// point-in-time restore, which asks for an earlier state, leaves it out.
+	Tail   bool   `json:"-"`
 	From   int64  `json:"from"` // [From, To)
 	To     int64  `json:"to"`
 	Reason string `json:"reason"`
@@ -451,9 +473,31 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 					if len(pp.Segments) == 0 && e.Offset > pp.EmptyAt {
 						pp.EmptyAt = e.Offset
 					}
+					if len(pp.Segments) > 0 && e.Offset > pp.TailAt {
+						pp.TailAt = e.Offset
+					}
 				}
 			}
 		}
+	}
+	for _, pp := range plan.Partitions {
+		if len(pp.Segments) == 0 || pp.TailAt == 0 {
+			continue
+		}
+		n := pp.Segments[len(pp.Segments)-1].Manifest.NextSegmentBase
+		if pp.TailAt <= n || pp.LastOffset >= pp.TailAt {
+			pp.TailAt = 0
+			continue
+		}
+		for _, g := range pp.Gaps { // a gap marker may already cover the start
+			if g.From <= n && g.To > n {
+				n = g.To
+			}
+		}
+		if n >= pp.TailAt {
+			continue
+		}
+		pp.Gaps = append(pp.Gaps, Gap{Tail: true, From: n, To: pp.TailAt, Reason: fmt.Sprintf("not archived: the broker's log end was %d when its root files were captured", pp.TailAt)})
 	}
 	// A partition known only from the checkpoints takes its topic's id
 	// from the topic's other partitions, where the archive holds any.

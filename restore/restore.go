@@ -209,6 +209,9 @@ func Run(ctx context.Context, src Source, plan *Plan, opts Options) (*Report, er
 	for _, j := range jobs {
 		total += j.pp.Bytes
 		for _, g := range j.pp.Gaps {
+			if g.Tail && (opts.ToOffset >= 0 || opts.ToTime >= 0) {
+				continue
+			}
 			rep.Gaps = append(rep.Gaps, fmt.Sprintf("%s-%d: offsets %d..%d missing (%s)", j.pp.Topic, j.pp.Partition, g.From, g.To-1, g.Reason))
 		}
 	}
@@ -376,6 +379,18 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 		}
 		res.first, res.end, end, res.empty = pp.EmptyAt, pp.EmptyAt, pp.EmptyAt, true
 	}
+	if len(pp.Segments) > 0 && !pointInTime && pp.TailAt > end {
+		// The active segment was never archived: end the log at the
+		// broker's captured log end with an empty segment (an offset gap
+		// between segments, as compaction leaves), so new writes do not
+		// reuse offsets consumers may have seen.
+		for _, k := range []segment.FileKind{segment.KindLog, segment.KindIndex, segment.KindTimeIndex} {
+			if err := writeFile(filepath.Join(tmp, segment.FormatName(pp.TailAt, k)), nil); err != nil {
+				return fail(err)
+			}
+		}
+		res.end, end = pp.TailAt, pp.TailAt
+	}
 	// 3. Partition side files.
 	if err := writePartitionFiles(tmp, pp, j.topic, end, opts); err != nil {
 		return fail(err)
@@ -461,6 +476,11 @@ func fileSHA256(path string) (string, error) {
 func matchesPlan(dir string, pp *PartitionPlan) bool {
 	if len(pp.Segments) == 0 && pp.EmptyAt >= 0 {
 		if _, err := os.Stat(filepath.Join(dir, segment.FormatName(pp.EmptyAt, segment.KindLog))); err != nil {
+			return false
+		}
+	}
+	if len(pp.Segments) > 0 && pp.TailAt > 0 {
+		if _, err := os.Stat(filepath.Join(dir, segment.FormatName(pp.TailAt, segment.KindLog))); err != nil {
 			return false
 		}
 	}

@@ -208,6 +208,7 @@ func runRestore(c *cli.Context) error {
 		cuts := map[*restore.PartitionPlan]restore.CutPreview{}
 		if opts.ToOffset >= 0 || opts.ToTime >= 0 {
 			for _, p := range plan.Partitions {
+				p.DropTail() // Run leaves the unarchived tail out of a cut
 				cp, err := restore.PreviewCut(ctx, src, p, opts.ToOffset, opts.ToTime)
 				if err != nil {
 					return fmt.Errorf("cut %s-%d: %w", p.Topic, p.Partition, err)
