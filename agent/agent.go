@@ -637,6 +637,11 @@ func (a *Agent) shipOne(ctx context.Context, o *observation) (shipResult, error)
 		// Only a file Kafka really deleted is lost: one that is there but
 		// cannot be opened (permissions, EMFILE, EIO) is a failure.
 		if gone, why := a.vanished(c); gone {
+			if a.archivedAlready(c) {
+				// Another shipment archived it (and unstaged it) before
+				// Kafka deleted the file: nothing was lost.
+				return shipResult{}, nil
+			}
 			a.recordLost(ctx, c, id, "deleted by Kafka before it was archived and not staged")
 			return shipResult{status: statusLost}, nil
 		} else if why != nil {
@@ -727,6 +732,9 @@ func (a *Agent) detectLost(ctx context.Context, live map[string]bool) int {
 		}
 		id, err := a.identity(o.c.LogDir)
 		if err != nil {
+			continue
+		}
+		if a.archivedAlready(&o.c) {
 			continue
 		}
 		a.recordLost(ctx, &o.c, id, "deleted by Kafka (retention, truncation or topic deletion) before it was archived")
@@ -852,6 +860,12 @@ func (a *Agent) pruneState(live map[string]bool) {
 			return
 		}
 	}
+}
+
+// archivedAlready: local state records c itself (same files) as archived.
+func (a *Agent) archivedAlready(c *candidate) bool {
+	e, ok := a.state.Get(c.key())
+	return ok && e.Status == statusArchived && sameFiles(e.Files, c.Files)
 }
 
 func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity, why string) {
