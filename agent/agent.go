@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/segvault/segvault/internal/fsutil"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -18,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -761,7 +761,7 @@ func (a *Agent) vanished(c *candidate) (gone bool, why error) {
 		if err != nil {
 			return false, err
 		}
-		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, err := fsutil.OpenRegular(p)
 		if err != nil {
 			return false, err
 		}

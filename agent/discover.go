@@ -348,7 +348,7 @@ func resolveSwap(dir string, names []string, salvage bool) (view map[string]stri
 // swapNextOffset reads a .log.swap file (shallow checks) and returns the
 // offset after its last batch, base when it holds none.
 func swapNextOffset(path string, base int64) (int64, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return 0, err
 	}

@@ -130,7 +130,7 @@ func Check(plan *Plan, opts Options) ([]Existing, error) {
 				t, filepath.Join(t, kafkadir.LockFile))}
 		}
 		mp := filepath.Join(t, index.MetaPropertiesFile)
-		data, err := os.ReadFile(mp)
+		data, err := fsutil.ReadFileRegular(mp)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/segvault/segvault/internal/fsutil"
 )
 
 // LockFile is the lock Kafka holds on every log dir while the broker runs.
@@ -16,7 +18,7 @@ const LockFile = ".lock"
 // (Kafka locks <logdir>/.lock with FileChannel.tryLock, a POSIX fcntl lock:
 // F_GETLK sees it). A missing .lock file means no broker holds it.
 func LockHeld(logDir string) (bool, error) {
-	f, err := os.Open(filepath.Join(logDir, LockFile))
+	f, err := fsutil.OpenRegular(filepath.Join(logDir, LockFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
