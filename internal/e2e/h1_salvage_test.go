@@ -285,11 +285,21 @@ func TestH1ZeroFilledIndex(t *testing.T) {
 // ends in a partial batch archives it up to its last complete batch,
 // reported as truncated (with the byte position), not corrupt.
 func TestH1TornActiveSegment(t *testing.T) {
+	h1SalvageTornTail(t, "torn active segment", func(orig []byte) []byte { return orig[:40] }) // a batch cut after its header
+}
+
+// h1SalvageTornTail appends tail(orig) to the active segment of a copied
+// real log dir and checks that salvage archives (and restore brings back)
+// exactly the valid prefix, reported truncated at its byte position.
+func h1SalvageTornTail(t *testing.T, what string, tail func(orig []byte) []byte) {
+	t.Helper()
 	e := h1Start(t)
 	dir := h1LogDir(t, "__consumer_offsets-12")
 	active := filepath.Join(dir, "__consumer_offsets-12", "00000000000000000862.log")
 	orig := h1Read(t, active)
-	os.WriteFile(active, append(append([]byte{}, orig...), orig[:40]...), 0o644) // a batch cut after its header
+	if err := os.WriteFile(active, append(append([]byte{}, orig...), tail(orig)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, errOut, code := e.agent(t, t.TempDir(), []string{dir}, "--include-active")
 	if code != 0 || !strings.Contains(out, "0 corrupt") || !strings.Contains(out, "1 torn active segments archived truncated") {
 		t.Fatalf("agent --once --include-active: exit %d\n%s\n%s", code, out, errOut)
@@ -299,7 +309,7 @@ func TestH1TornActiveSegment(t *testing.T) {
 	}
 	m := e.manifest(t, "__consumer_offsets-12", 862)
 	if m == nil {
-		t.Fatal("torn active segment not archived")
+		t.Fatal(what + " not archived")
 	}
 	if lf, _ := m.LogFile(); lf.Size != int64(len(orig)) || lf.SHA256 != h1Sha(orig) {
 		t.Errorf("archived %d bytes, want exactly the %d-byte valid prefix", lf.Size, len(orig))

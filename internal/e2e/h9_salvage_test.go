@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,31 +13,7 @@ import (
 // batch, as Kafka's recovery keeps it (a zero batch length is invalid and
 // LogSegment.recover truncates there), reported as truncated, not corrupt.
 func TestH9ZeroTailActiveSegment(t *testing.T) {
-	e := h1Start(t)
-	dir := h1LogDir(t, "__consumer_offsets-12")
-	active := filepath.Join(dir, "__consumer_offsets-12", "00000000000000000862.log")
-	orig := h1Read(t, active)
-	if err := os.WriteFile(active, append(append([]byte{}, orig...), make([]byte, 4096)...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, errOut, code := e.agent(t, t.TempDir(), []string{dir}, "--include-active")
-	if code != 0 || !strings.Contains(out, "0 corrupt") || !strings.Contains(out, "1 torn active segments archived truncated") {
-		t.Fatalf("agent --once --include-active: exit %d\n%s\n%s", code, out, errOut)
-	}
-	if !strings.Contains(errOut, "truncated_at_byte=317") {
-		t.Errorf("the truncation's byte position is not logged:\n%s", errOut)
-	}
-	m := e.manifest(t, "__consumer_offsets-12", 862)
-	if m == nil {
-		t.Fatal("zero-tailed active segment not archived")
-	}
-	if lf, _ := m.LogFile(); lf.Size != int64(len(orig)) || lf.SHA256 != h1Sha(orig) {
-		t.Errorf("archived %d bytes, want exactly the %d-byte valid prefix", lf.Size, len(orig))
-	}
-	target := e.restore(t, "__consumer_offsets-12")
-	if got := h1Read(t, filepath.Join(target, "__consumer_offsets-12", "00000000000000000862.log")); !bytes.Equal(got, orig) {
-		t.Errorf("restored %d bytes, want the %d-byte valid prefix", len(got), len(orig))
-	}
+	h1SalvageTornTail(t, "zero-tailed active segment", func([]byte) []byte { return make([]byte, 4096) })
 }
 
 // TestH9DamagedTailStaysCorrupt: bytes after the last complete batch that
