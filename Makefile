@@ -98,12 +98,12 @@ packaging-tools:
 # parallel parts, restore's workers, the CLI's signal handling) run under the
 # race detector; the rest (the e2e and packaging tests drive the binary) run
 # without it, so the suite stays well inside its time budget.
-RACE_PKGS := ./agent/... ./uploader/... ./restore/... ./cmd/...
+RACE_PKGS := ./agent/... ./archive/... ./uploader/... ./restore/... ./cmd/...
 
 test: tools packaging-tools
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '/agent' -e '/uploader' -e '/restore' -e '/cmd/')
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '/agent' -e '/archive' -e '/uploader' -e '/restore' -e '/cmd/')
 
 ## test-short: unit tests only (no servers).
 test-short:

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/segvault/segvault/internal/fsutil"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -21,6 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segvault/segvault/archive"
+	"github.com/segvault/segvault/internal/fsutil"
+
 	"golang.org/x/time/rate"
 
 	"github.com/segvault/segvault/index"
@@ -33,7 +35,7 @@ import (
 type Archive interface {
 	// PutFile uploads size bytes from src at key (create-only, identical
 	// content is success) and returns the raw and stored digests.
-	PutFile(ctx context.Context, key string, src io.Reader, size int64) (uploader.FileRecord, error)
+	PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error)
 	// PutManifest creates a small object (create-only; identical is
 	// success; different content is uploader.ErrConflict).
 	PutManifest(ctx context.Context, key string, data []byte) error
@@ -49,7 +51,7 @@ type Archive interface {
 type Agent struct {
 	cfg     Config
 	store   Archive
-	layout  uploader.Layout
+	layout  archive.Layout
 	log     *slog.Logger
 	metrics *Metrics
 	version string
@@ -124,7 +126,7 @@ func New(ctx context.Context, cfg Config, store Archive, log *slog.Logger, metri
 	if cfg.LogDirs, err = resolveLogDirs(cfg.LogDirs); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, store: store, layout: uploader.NewLayout(cfg.Prefix), log: log, metrics: metrics,
+	a := &Agent{cfg: cfg, store: store, layout: archive.NewLayout(cfg.Prefix), log: log, metrics: metrics,
 		version: version, seen: map[string]*observation{}, ids: map[string]BrokerIdentity{},
 		roots: map[string]rootCapture{}, slots: make(chan struct{}, cfg.Concurrency), inflight: map[string]bool{}, retry: map[string]retryState{},
 		kick: make(chan struct{}, 1), workCtx: context.Background(), failing: map[string]error{}}
@@ -872,11 +874,11 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 	a.metrics.SegmentsLost.Inc()
 	a.log.Error("segment lost before it was archived", "topic", c.Dir.Topic, "partition", c.Dir.Partition,
 		"base_offset", c.Base, "bytes", c.Files[0].Size, "why", why)
-	g := uploader.GapMarker{Format: uploader.GapMarkerFormat, Version: uploader.ManifestVersion, ClusterID: id.ClusterID, BrokerID: id.BrokerID, Topic: c.Dir.Topic,
+	g := archive.GapMarker{Format: archive.GapMarkerFormat, Version: archive.ManifestVersion, ClusterID: id.ClusterID, BrokerID: id.BrokerID, Topic: c.Dir.Topic,
 		Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, NextBase: c.NextBase, Bytes: c.Files[0].Size,
 		Reason: why, At: time.Now().UTC()}
 	data, _ := json.MarshalIndent(g, "", " ")
-	key := a.layout.GapKey(uploader.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+	key := a.layout.GapKey(archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: g.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
 	e := stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At, GapKey: key, GapBody: data}
 	if err := a.state.Put(e); err != nil {
@@ -1006,7 +1008,7 @@ const RootCaptureInterval = 10 * time.Minute
 // captureRoot uploads meta.properties and the offset checkpoints of a log
 // dir when they changed since the last capture.
 func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) error {
-	m := uploader.LogDirManifest{Format: uploader.LogDirManifestFormat, Version: uploader.ManifestVersion,
+	m := archive.LogDirManifest{Format: archive.LogDirManifestFormat, Version: archive.ManifestVersion,
 		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: dir, DirectoryID: id.DirectoryID, Agent: "segvault " + a.version}
 	h := sha256.New()
 	var metaHash string
@@ -1023,7 +1025,7 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 			continue
 		}
 		sum := sha256.Sum256(data)
-		m.Files = append(m.Files, uploader.InlineFile{Name: name, Content: data, SHA256: hex.EncodeToString(sum[:]), ModTime: fi.ModTime().UTC()})
+		m.Files = append(m.Files, archive.InlineFile{Name: name, Content: data, SHA256: hex.EncodeToString(sum[:]), ModTime: fi.ModTime().UTC()})
 		h.Write([]byte(name))
 		h.Write(sum[:])
 		if name == index.MetaPropertiesFile {
@@ -1074,11 +1076,11 @@ func (a *Agent) latestRootCapture(ctx context.Context, id BrokerIdentity, dir st
 	}); err != nil || newest == "" {
 		return "", time.Time{}, err
 	}
-	data, err := a.store.Get(ctx, newest, uploader.MaxManifestSize)
+	data, err := a.store.Get(ctx, newest, archive.MaxManifestSize)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	m, err := uploader.DecodeLogDirManifest(newest, data)
+	m, err := archive.DecodeLogDirManifest(newest, data)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -1121,14 +1123,14 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 				continue
 			}
 			err := a.store.List(ctx, a.layout.PartitionPrefix(id.ClusterID, ps.Dir.Topic, ps.Dir.Partition), func(oi uploader.ObjectInfo) error {
-				if !uploader.IsManifestKey(oi.Key) {
+				if !archive.IsManifestKey(oi.Key) {
 					return nil
 				}
-				data, err := a.store.Get(ctx, oi.Key, uploader.MaxManifestSize)
+				data, err := a.store.Get(ctx, oi.Key, archive.MaxManifestSize)
 				if err != nil {
 					return err
 				}
-				m, err := uploader.DecodeSegmentManifest(oi.Key, data)
+				m, err := archive.DecodeSegmentManifest(oi.Key, data)
 				if err != nil || m.BrokerID != id.BrokerID {
 					return nil
 				}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
@@ -301,7 +302,7 @@ func TestOffsetBeyondNextSegment(t *testing.T) {
 	b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
 	cfg := Defaults()
 	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority = []string{dir}, "file://x", t.TempDir(), 0, false
-	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}),
+	a, err := New(context.Background(), cfg, NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)

@@ -8,26 +8,27 @@ import (
 	"io"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
 )
 
 // bucketArchive is the Archive over an uploader.Bucket.
 type bucketArchive struct {
 	b    uploader.Bucket
-	enc  *uploader.Encoder
-	opts uploader.EncodeOptions
+	enc  *archive.Encoder
+	opts archive.EncodeOptions
 }
 
 // NewArchive adapts a bucket: files go through enc (compression, hashing,
 // encryption) with opts; manifests are created verified.
-func NewArchive(b uploader.Bucket, enc *uploader.Encoder, opts uploader.EncodeOptions) Archive {
+func NewArchive(b uploader.Bucket, enc *archive.Encoder, opts archive.EncodeOptions) Archive {
 	return &bucketArchive{b: b, enc: enc, opts: opts}
 }
 
-func (a *bucketArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (uploader.FileRecord, error) {
+func (a *bucketArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error) {
 	r, err := a.enc.PutFile(ctx, a.b, key, src, size, a.opts)
 	if err != nil {
-		return uploader.FileRecord{}, err
+		return archive.FileRecord{}, err
 	}
 	return r.FileRecord("", time.Time{}), nil
 }

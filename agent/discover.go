@@ -135,7 +135,7 @@ type candidate struct {
 	LogDir   string
 	DirPath  string
 	Dir      segment.DirName
-	Kind     string // uploader.KindSegment or uploader.KindKRaftSnapshot
+	Kind     string // archive.KindSegment or archive.KindKRaftSnapshot
 	Base     int64
 	Epoch    int32 // KRaft snapshot epoch
 	NextBase int64 // base of the following segment, -1 for an active segment until read

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -191,7 +192,7 @@ func h1Agent(t *testing.T, logDir string, mod func(*Config)) (*Agent, *h1Buf, up
 		mod(&cfg)
 	}
 	buf := &h1Buf{}
-	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{Compression: uploader.CompressionNone}),
+	a, err := New(context.Background(), cfg, NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{Compression: archive.CompressionNone}),
 		slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), NewMetrics(nil), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -217,19 +218,19 @@ func (h *h1Buf) String() string {
 	return h.b.String()
 }
 
-func h1Manifests(t *testing.T, b uploader.Bucket) map[int64]*uploader.SegmentManifest {
+func h1Manifests(t *testing.T, b uploader.Bucket) map[int64]*archive.SegmentManifest {
 	t.Helper()
 	ctx := context.Background()
-	out := map[int64]*uploader.SegmentManifest{}
+	out := map[int64]*archive.SegmentManifest{}
 	err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !uploader.IsManifestKey(oi.Key) {
+		if !archive.IsManifestKey(oi.Key) {
 			return nil
 		}
-		data, err := uploader.ReadAll(ctx, b, oi.Key, uploader.MaxManifestSize)
+		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
 		if err != nil {
 			return err
 		}
-		m, err := uploader.DecodeSegmentManifest(oi.Key, data)
+		m, err := archive.DecodeSegmentManifest(oi.Key, data)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -29,15 +30,15 @@ func h2Logs(t *testing.T) (string, *brokersim.Result) {
 }
 
 // h2Agent opens an agent over logs with its state in state.
-func h2Agent(t *testing.T, logs, state, archive string, settle time.Duration, budget int64) *Agent {
+func h2Agent(t *testing.T, logs, state, archiveDir string, settle time.Duration, budget int64) *Agent {
 	t.Helper()
-	b, err := uploader.NewLocal(archive)
+	b, err := uploader.NewLocal(archiveDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Defaults()
 	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority, cfg.StagingBudget = []string{logs}, "file://x", state, settle, false, budget
-	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{Compression: uploader.CompressionNone}),
+	a, err := New(context.Background(), cfg, NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{Compression: archive.CompressionNone}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +63,8 @@ func h2Seen(a *Agent) []*observation {
 // stays protected within a budget that fits them once.
 func TestH2StagingBudgetAcrossRestart(t *testing.T) {
 	logs, _ := h2Logs(t)
-	state, archive := t.TempDir(), t.TempDir()
-	probe := h2Agent(t, logs, t.TempDir(), archive, time.Hour, 1<<30)
+	state, archiveDir := t.TempDir(), t.TempDir()
+	probe := h2Agent(t, logs, t.TempDir(), archiveDir, time.Hour, 1<<30)
 	if _, err := probe.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestH2StagingBudgetAcrossRestart(t *testing.T) {
 	}
 	budget := total + total/2 // fits them once, not twice
 	for run := 0; run < 3; run++ {
-		a := h2Agent(t, logs, state, archive, time.Hour, budget) // nothing settles: all stay staged
+		a := h2Agent(t, logs, state, archiveDir, time.Hour, budget) // nothing settles: all stay staged
 		if _, err := a.Pass(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -104,8 +105,8 @@ func TestH2StagingBudgetAcrossRestart(t *testing.T) {
 // disk stay; a staged link left for an archived segment is removed.
 func TestH2StatePrunedToLiveSet(t *testing.T) {
 	logs, res := h2Logs(t)
-	state, archive := t.TempDir(), t.TempDir()
-	a := h2Agent(t, logs, state, archive, 0, 1<<30)
+	state, archiveDir := t.TempDir(), t.TempDir()
+	a := h2Agent(t, logs, state, archiveDir, 0, 1<<30)
 	defer a.Close()
 	rep, err := a.RunOnce(context.Background())
 	if err != nil || rep.Archived == 0 || rep.Failed != 0 {
@@ -173,8 +174,8 @@ func TestH2StatePrunedToLiveSet(t *testing.T) {
 // there: the segment is archived and no marker is written.
 func TestH2FalseLostEntryRetried(t *testing.T) {
 	logs, _ := h2Logs(t)
-	state, archive := t.TempDir(), t.TempDir()
-	a := h2Agent(t, logs, state, archive, time.Hour, 0)
+	state, archiveDir := t.TempDir(), t.TempDir()
+	a := h2Agent(t, logs, state, archiveDir, time.Hour, 0)
 	if _, err := a.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +191,7 @@ func TestH2FalseLostEntryRetried(t *testing.T) {
 	}
 	a.Close()
 
-	a = h2Agent(t, logs, state, archive, 0, 0)
+	a = h2Agent(t, logs, state, archiveDir, 0, 0)
 	defer a.Close()
 	rep, err := a.RunOnce(context.Background())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -23,7 +24,7 @@ func h3Agent(t *testing.T, topics []brokersim.TopicSpec) (*Agent, Config) {
 	b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
 	cfg := Defaults()
 	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority, cfg.ScanInterval = []string{dir}, "file://x", t.TempDir(), 0, false, 20*time.Millisecond
-	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{Compression: uploader.CompressionNone}),
+	a, err := New(context.Background(), cfg, NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{Compression: archive.CompressionNone}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -20,13 +21,13 @@ type h3StuckArchive struct {
 	release chan struct{}
 }
 
-func (s *h3StuckArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (uploader.FileRecord, error) {
+func (s *h3StuckArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error) {
 	select {
 	case s.started <- struct{}{}:
 	default:
 	}
 	<-s.release
-	return uploader.FileRecord{}, context.Canceled
+	return archive.FileRecord{}, context.Canceled
 }
 
 func h3StuckAgent(t *testing.T, drain time.Duration) (*Agent, *h3StuckArchive) {
@@ -37,7 +38,7 @@ func h3StuckAgent(t *testing.T, drain time.Duration) (*Agent, *h3StuckArchive) {
 		t.Fatal(err)
 	}
 	b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
-	st := &h3StuckArchive{Archive: NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}),
+	st := &h3StuckArchive{Archive: NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{}),
 		started: make(chan struct{}, 1), release: make(chan struct{})}
 	t.Cleanup(func() { close(st.release) })
 	cfg := Defaults()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -45,7 +46,7 @@ func TestH9RebuildIsLoggedBeforeItStarts(t *testing.T) {
 	}
 	b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
 	var buf bytes.Buffer
-	st := &h9ListHangs{Archive: NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{}), log: &buf}
+	st := &h9ListHangs{Archive: NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{}), log: &buf}
 	cfg := Defaults()
 	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.LowPriority = []string{dir}, "file://x", t.TempDir(), false
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

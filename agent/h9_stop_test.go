@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -26,8 +27,8 @@ func (h *h9HungArchive) hang(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (h *h9HungArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (uploader.FileRecord, error) {
-	return uploader.FileRecord{}, h.hang(ctx)
+func (h *h9HungArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error) {
+	return archive.FileRecord{}, h.hang(ctx)
 }
 func (h *h9HungArchive) PutManifest(ctx context.Context, key string, data []byte) error {
 	return h.hang(ctx)
@@ -48,7 +49,7 @@ func TestH9StopBeforeFirstPass(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
-		st := &h9HungArchive{Archive: NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{})}
+		st := &h9HungArchive{Archive: NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{})}
 		cfg := Defaults()
 		cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority, cfg.DrainTimeout = []string{dir}, "file://x", t.TempDir(), 0, false, 3*time.Second
 		a, err := New(context.Background(), cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/uploader"
 )
@@ -33,7 +34,7 @@ func TestRunOnceArchivesEverything(t *testing.T) {
 	}
 	cfg := Defaults()
 	cfg.LogDirs, cfg.Bucket, cfg.StateDir, cfg.SettleTime, cfg.LowPriority, cfg.Concurrency = []string{dir}, "file://x", t.TempDir(), 0, false, 2
-	a, err := New(context.Background(), cfg, NewArchive(b, uploader.NewEncoder(uploader.EncoderOptions{}), uploader.EncodeOptions{Compression: uploader.CompressionNone}),
+	a, err := New(context.Background(), cfg, NewArchive(b, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{Compression: archive.CompressionNone}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)

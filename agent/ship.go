@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
@@ -119,7 +120,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	sha, crc := sha256.New(), crc32.New(crcTable)
 	src := io.TeeReader(a.limitRead(ctx, io.NewSectionReader(main.f, 0, main.stat.Size)), io.MultiWriter(sha, crc))
 	base := c.Base
-	if c.Kind == uploader.KindKRaftSnapshot {
+	if c.Kind == archive.KindKRaftSnapshot {
 		base = -1
 	}
 	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.src()), segment.ScanOptions{
@@ -149,7 +150,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	}
 	// The batch header's baseOffset is outside Kafka's CRC: a rolled
 	// segment's offsets must end below the base of the segment after it.
-	if c.Kind == uploader.KindSegment && c.NextBase >= 0 && sum.LastOffset >= c.NextBase {
+	if c.Kind == archive.KindSegment && c.NextBase >= 0 && sum.LastOffset >= c.NextBase {
 		return shipResult{status: statusCorrupt, detail: fmt.Sprintf("%s: last offset %d is not below the next segment's base offset %d (a base offset outside the CRC is damaged)",
 			c.path(main.stat.Name), sum.LastOffset, c.NextBase)}, nil
 	}
@@ -159,13 +160,13 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 			c.NextBase = sum.LastOffset + 1
 		}
 	}
-	ref := uploader.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+	ref := archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: a.topicID(c), BaseOffset: c.Base, Broker: id.BrokerID, ContentID: rawSHA[:12]}
 	dir := a.layout.SegmentDir(ref)
-	if c.Kind == uploader.KindKRaftSnapshot {
+	if c.Kind == archive.KindKRaftSnapshot {
 		dir = a.layout.SnapshotDir(ref, c.Epoch)
 	}
-	mkey := dir + uploader.ManifestName
+	mkey := dir + archive.ManifestName
 	if ok, err := a.store.Exists(ctx, mkey); err != nil {
 		return shipResult{}, fmt.Errorf("check manifest %s: %w", mkey, err)
 	} else if ok {
@@ -173,8 +174,8 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 	}
 
 	// Pass 2: upload every file, create-only, the .log first.
-	m := &uploader.SegmentManifest{
-		Format: uploader.SegmentManifestFormat, Version: uploader.ManifestVersion, Kind: c.Kind,
+	m := &archive.SegmentManifest{
+		Format: archive.SegmentManifestFormat, Version: archive.ManifestVersion, Kind: c.Kind,
 		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: c.LogDir, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: ref.TopicID, BaseOffset: c.Base, SnapshotEpoch: c.Epoch, NextSegmentBase: c.NextBase, ContentID: ref.ContentID,
 		Agent: "segvault " + a.version, Validation: "shallow", Summary: sum,
@@ -287,18 +288,18 @@ func (a *Agent) topicID(c *candidate) string {
 	p := filepath.Join(c.DirPath, index.PartitionMetadataFile)
 	data, err := fsutil.ReadFileRegular(p)
 	if err != nil {
-		return uploader.NoTopicID
+		return archive.NoTopicID
 	}
 	id, err := index.ParsePartitionMetadata(p, data)
 	if err != nil {
-		return uploader.NoTopicID
+		return archive.NoTopicID
 	}
 	return id
 }
 
 // partitionState captures the small partition-dir files a rebuild needs.
-func (a *Agent) partitionState(c *candidate) *uploader.PartitionState {
-	ps := &uploader.PartitionState{CapturedAt: time.Now().UTC()}
+func (a *Agent) partitionState(c *candidate) *archive.PartitionState {
+	ps := &archive.PartitionState{CapturedAt: time.Now().UTC()}
 	read := func(name string) []byte {
 		b, err := fsutil.ReadFileRegular(filepath.Join(c.DirPath, name))
 		if err != nil || len(b) > 1<<20 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
@@ -27,8 +28,8 @@ func TestH11TailNotArchived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := restore.NewSource(b, uploader.DecodeOptions{})
-	plan, err := restore.MakePlan(context.Background(), src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 2)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(context.Background(), src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestH11TailNotArchived(t *testing.T) {
 	}
 	// A point-in-time cut asks for an earlier state: no tail.
 	cutTarget := filepath.Join(t.TempDir(), "cut")
-	plan2, _ := restore.MakePlan(context.Background(), src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 2)
+	plan2, _ := restore.MakePlan(context.Background(), src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2)
 	rep2, err := restore.Run(context.Background(), src, plan2, restore.Options{Targets: []string{cutTarget}, ToOffset: 10, ToTime: -1, NodeID: -1})
 	if err != nil {
 		t.Fatal(err)

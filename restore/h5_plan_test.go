@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
 )
@@ -16,7 +17,7 @@ import (
 // and reports the gap; without it the plan fails as before. A broker the
 // archive does not hold is a NoBrokerError listing the brokers it holds.
 func TestH5LeaveOutBadManifest(t *testing.T) {
-	root := archive(t)
+	root := buildArchive(t)
 	p, m := firstManifest(t, root)
 	key := strings.TrimPrefix(p, root+"/")
 	os.Chmod(p, 0o644)
@@ -27,12 +28,12 @@ func TestH5LeaveOutBadManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := restore.NewSource(b, uploader.DecodeOptions{})
+	src := restore.NewSource(b, archive.DecodeOptions{})
 	ctx := context.Background()
-	if _, err := restore.MakePlan(ctx, src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 2); err == nil || !strings.Contains(err.Error(), key) {
+	if _, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2); err == nil || !strings.Contains(err.Error(), key) {
 		t.Fatalf("strict plan: %v, want an error naming %s", err, key)
 	}
-	plan, err := restore.MakePlan(ctx, src, uploader.NewLayout(""), restore.Selection{Broker: -1, LeaveOutBad: true}, 2)
+	plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1, LeaveOutBad: true}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestH5LeaveOutBadManifest(t *testing.T) {
 			t.Errorf("%s-%d: unexpected gaps %+v", pp.Topic, pp.Partition, pp.Gaps)
 		}
 	}
-	_, err = restore.MakePlan(ctx, src, uploader.NewLayout(""), restore.Selection{Broker: 42, LeaveOutBad: true}, 2)
+	_, err = restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: 42, LeaveOutBad: true}, 2)
 	var nb *restore.NoBrokerError
 	if !errors.As(err, &nb) || len(nb.Brokers) != 1 || nb.Brokers[0] != 1 || !strings.Contains(err.Error(), "holds brokers 1") {
 		t.Fatalf("broker 42: %v", err)

@@ -19,14 +19,15 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
 )
 
-// archive builds a small archive in a local store with the real agent and
+// buildArchive builds a small archive in a local store with the real agent and
 // returns the store's root dir.
-func archive(t *testing.T) (root string) {
+func buildArchive(t *testing.T) (root string) {
 	t.Helper()
 	root, _, _ = archiveWith(t, brokersim.Config{NodeID: 1, SegmentBytes: 32 << 10, Seed: 1,
 		Topics: []brokersim.TopicSpec{{Name: "orders", Partitions: 2, Codec: "none", Records: 1500}}})
@@ -51,8 +52,8 @@ func archiveWith(t *testing.T, cfg brokersim.Config) (string, *uploader.Local, *
 	}
 	ac := agent.Defaults()
 	ac.LogDirs, ac.Bucket, ac.StateDir, ac.SettleTime, ac.LowPriority = []string{cfg.Dir}, "file://"+root, t.TempDir(), 0, false
-	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: t.TempDir()})
-	a, err := agent.New(ctx, ac, agent.NewArchive(b, enc, uploader.EncodeOptions{Compression: uploader.CompressionZstd, Level: 1}),
+	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: t.TempDir()})
+	a, err := agent.New(ctx, ac, agent.NewArchive(b, enc, archive.EncodeOptions{Compression: archive.CompressionZstd, Level: 1}),
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -71,8 +72,8 @@ func run(t *testing.T, root, target string, opts restore.Options) (*restore.Repo
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := restore.NewSource(b, uploader.DecodeOptions{})
-	plan, err := restore.MakePlan(context.Background(), src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 2)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(context.Background(), src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +83,11 @@ func run(t *testing.T, root, target string, opts restore.Options) (*restore.Repo
 }
 
 // firstManifest returns the path of a manifest for orders-0 and its content.
-func firstManifest(t *testing.T, root string) (string, *uploader.SegmentManifest) {
+func firstManifest(t *testing.T, root string) (string, *archive.SegmentManifest) {
 	t.Helper()
 	var path string
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && path == "" && strings.Contains(p, "/orders/0/") && filepath.Base(p) == uploader.ManifestName {
+		if err == nil && path == "" && strings.Contains(p, "/orders/0/") && filepath.Base(p) == archive.ManifestName {
 			path = p
 		}
 		return nil
@@ -95,14 +96,14 @@ func firstManifest(t *testing.T, root string) (string, *uploader.SegmentManifest
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := uploader.DecodeSegmentManifest(path, data)
+	m, err := archive.DecodeSegmentManifest(path, data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return path, m
 }
 
-func writeManifest(t *testing.T, path string, m *uploader.SegmentManifest) {
+func writeManifest(t *testing.T, path string, m *archive.SegmentManifest) {
 	t.Helper()
 	data, _ := json.Marshal(m)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -191,7 +192,7 @@ func TestHostileBucket(t *testing.T) {
 		}, "object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := archive(t)
+			root := buildArchive(t)
 			key := tc.tamper(t, root)
 			target := filepath.Join(t.TempDir(), "target")
 			_, err := run(t, root, target, restore.Options{})
@@ -214,7 +215,7 @@ func TestHostileBucket(t *testing.T) {
 // TestForceAndResume: an existing non-empty partition dir is never touched
 // without Force; an interrupted restore resumes with its verified files.
 func TestForceAndResume(t *testing.T) {
-	root := archive(t)
+	root := buildArchive(t)
 	target := filepath.Join(t.TempDir(), "target")
 	os.MkdirAll(filepath.Join(target, "orders-0"), 0o755)
 	sentinel := filepath.Join(target, "orders-0", "00000000000000000000.log")

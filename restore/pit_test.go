@@ -9,11 +9,11 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/segment"
-	"github.com/segvault/segvault/uploader"
 )
 
 type rec struct {
@@ -119,8 +119,8 @@ func TestPointInTimeTransactional(t *testing.T) {
 	for _, c := range cuts {
 		name := fmt.Sprintf("offset=%d,time=%d", c.offset, c.time)
 		target := filepath.Join(t.TempDir(), "restored")
-		src := restore.NewSource(b, uploader.DecodeOptions{})
-		plan, err := restore.MakePlan(ctx, src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 2)
+		src := restore.NewSource(b, archive.DecodeOptions{})
+		plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
@@ -34,7 +35,7 @@ type Source interface {
 	// Open streams a file's object back as raw bytes, verified against rec:
 	// Read returns an error wrapping uploader.ErrIntegrity instead of io.EOF
 	// on any size or digest mismatch, and never yields more than rec.Size bytes.
-	Open(ctx context.Context, rec uploader.FileRecord) (io.ReadCloser, error)
+	Open(ctx context.Context, rec archive.FileRecord) (io.ReadCloser, error)
 }
 
 // Selection chooses what to restore.
@@ -59,7 +60,7 @@ type Selection struct {
 
 // Segment is one planned segment version.
 type Segment struct {
-	Manifest *uploader.SegmentManifest
+	Manifest *archive.SegmentManifest
 	Key      string // manifest key
 }
 
@@ -117,7 +118,7 @@ type Gap struct {
 type Plan struct {
 	Cluster    string
 	Partitions []*PartitionPlan
-	LogDirs    []*uploader.LogDirManifest // newest root capture per original log dir (whole-broker rebuilds)
+	LogDirs    []*archive.LogDirManifest // newest root capture per original log dir (whole-broker rebuilds)
 	// Brokers are the broker ids the cluster's archive holds.
 	Brokers []int32
 	// Bad lists the manifests and gap markers that did not decode or
@@ -197,22 +198,22 @@ type parsedKey struct {
 }
 
 // parseManifestKey parses .../v1/<cluster>/topics/<topic>/<p>/<id>/(segments|snapshots)/<base>/<broker>-<content>/manifest.json.
-func parseManifestKey(l uploader.Layout, key string) (parsedKey, bool) {
+func parseManifestKey(l archive.Layout, key string) (parsedKey, bool) {
 	rest, ok := strings.CutPrefix(key, l.Root())
 	if !ok {
 		return parsedKey{}, false
 	}
 	f := strings.Split(rest, "/")
-	if len(f) != 9 || f[1] != "topics" || f[8] != uploader.ManifestName {
+	if len(f) != 9 || f[1] != "topics" || f[8] != archive.ManifestName {
 		return parsedKey{}, false
 	}
 	var k parsedKey
 	k.cluster, k.topic, k.topicID = f[0], f[2], f[4]
 	switch f[5] {
 	case "segments":
-		k.kind = uploader.KindSegment
+		k.kind = archive.KindSegment
 	case "snapshots":
-		k.kind = uploader.KindKRaftSnapshot
+		k.kind = archive.KindKRaftSnapshot
 	default:
 		return parsedKey{}, false
 	}
@@ -229,7 +230,7 @@ func parseManifestKey(l uploader.Layout, key string) (parsedKey, bool) {
 }
 
 // parseGapKey parses .../v1/<cluster>/topics/<topic>/<p>/<id>/gaps/<base>-<broker>.json.
-func parseGapKey(l uploader.Layout, key string) (parsedKey, bool) {
+func parseGapKey(l archive.Layout, key string) (parsedKey, bool) {
 	rest, ok := strings.CutPrefix(key, l.Root())
 	if !ok {
 		return parsedKey{}, false
@@ -274,7 +275,7 @@ func (s *Selection) admits(k parsedKey) bool {
 }
 
 // MakePlan lists the archive and plans the restore of sel.
-func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selection, concurrency int) (*Plan, error) {
+func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Selection, concurrency int) (*Plan, error) {
 	var keys, gapKeys []string
 	var gapParsed []parsedKey
 	clusters := map[string]bool{}
@@ -366,18 +367,18 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 		}
 		return nil
 	}
-	mans := make([]*uploader.SegmentManifest, len(keys))
+	mans := make([]*archive.SegmentManifest, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(concurrency, 1))
 	for i, key := range keys {
 		g.Go(func() error {
-			data, err := src.Get(gctx, key, uploader.MaxManifestSize)
+			data, err := src.Get(gctx, key, archive.MaxManifestSize)
 			if err != nil {
 				return fmt.Errorf("read manifest %s: %w", key, err)
 			}
 			// A manifest that does not decode or verify is left out and
 			// reported: one bad object must not block the rest.
-			m, err := uploader.DecodeSegmentManifest(key, data)
+			m, err := archive.DecodeSegmentManifest(key, data)
 			if err != nil {
 				return bad(key, err)
 			}
@@ -410,7 +411,7 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 	// A segment whose every manifest was left out is a gap unless another
 	// copy covers it.
 	for _, k := range badManifests {
-		if pp := byPart[pk{k.topic, k.partition}]; pp != nil && k.kind == uploader.KindSegment && pp.TopicID == k.topicID {
+		if pp := byPart[pk{k.topic, k.partition}]; pp != nil && k.kind == archive.KindSegment && pp.TopicID == k.topicID {
 			badGap(pp, k.base)
 		}
 	}
@@ -421,7 +422,7 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 		if err != nil {
 			return nil, fmt.Errorf("read gap marker %s: %w", key, err)
 		}
-		gm, err := uploader.DecodeGapMarker(key, data)
+		gm, err := archive.DecodeGapMarker(key, data)
 		if err == nil && (gm.Topic != gapParsed[i].topic || gm.Partition != gapParsed[i].partition || gm.NextBase < gm.BaseOffset || gm.BaseOffset < 0) {
 			err = fmt.Errorf("gap marker %s: names %s-%d offsets %d..%d, not the partition of its key", key, gm.Topic, gm.Partition, gm.BaseOffset, gm.NextBase)
 		}
@@ -466,7 +467,7 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 						if sel.TopicID != "" {
 							continue
 						}
-						pp = &PartitionPlan{Topic: e.Topic, Partition: e.Partition, TopicID: uploader.NoTopicID, FirstOffset: -1, LastOffset: -1, EmptyAt: -1}
+						pp = &PartitionPlan{Topic: e.Topic, Partition: e.Partition, TopicID: archive.NoTopicID, FirstOffset: -1, LastOffset: -1, EmptyAt: -1}
 						byPart[k] = pp
 						plan.Partitions = append(plan.Partitions, pp)
 					}
@@ -503,12 +504,12 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 	// from the topic's other partitions, where the archive holds any.
 	topicIDs := map[string]string{}
 	for _, pp := range plan.Partitions {
-		if len(pp.Segments) > 0 && pp.TopicID != uploader.NoTopicID {
+		if len(pp.Segments) > 0 && pp.TopicID != archive.NoTopicID {
 			topicIDs[pp.Topic] = pp.TopicID
 		}
 	}
 	for _, pp := range plan.Partitions {
-		if id, ok := topicIDs[pp.Topic]; ok && pp.TopicID == uploader.NoTopicID && len(pp.Segments) == 0 {
+		if id, ok := topicIDs[pp.Topic]; ok && pp.TopicID == archive.NoTopicID && len(pp.Segments) == 0 {
 			pp.TopicID = id
 		}
 	}
@@ -522,13 +523,13 @@ func MakePlan(ctx context.Context, src Source, layout uploader.Layout, sel Selec
 
 // logDirKeyCluster returns the cluster of a log-dir capture key
 // (<root><cluster>/brokers/<id>/logdirs/<dir>/<time>.json).
-func logDirKeyCluster(l uploader.Layout, key string) (string, bool) {
+func logDirKeyCluster(l archive.Layout, key string) (string, bool) {
 	c, _, ok := logDirKeyBroker(l, key)
 	return c, ok
 }
 
 // logDirKeyBroker returns the cluster and broker of a log-dir capture key.
-func logDirKeyBroker(l uploader.Layout, key string) (string, int32, bool) {
+func logDirKeyBroker(l archive.Layout, key string) (string, int32, bool) {
 	rest, ok := strings.CutPrefix(key, l.Root())
 	if !ok {
 		return "", 0, false
@@ -572,7 +573,7 @@ func badGap(pp *PartitionPlan, base int64) {
 // applyGapMarker adds a marker's lost range to pp's gaps unless an archived
 // segment of the chain covers it, and, for a partition with no archived
 // segment, moves its known log end to the marker's end.
-func applyGapMarker(pp *PartitionPlan, gm *uploader.GapMarker) {
+func applyGapMarker(pp *PartitionPlan, gm *archive.GapMarker) {
 	if len(pp.Segments) > 0 && gm.TopicID != pp.TopicID {
 		return // another incarnation
 	}
@@ -599,7 +600,7 @@ func applyGapMarker(pp *PartitionPlan, gm *uploader.GapMarker) {
 
 // checkManifest validates every name and key a manifest carries before any
 // of them is used: a hostile manifest must not steer writes or reads.
-func checkManifest(layout uploader.Layout, key string, m *uploader.SegmentManifest) error {
+func checkManifest(layout archive.Layout, key string, m *archive.SegmentManifest) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("manifest %s: %s", key, fmt.Sprintf(format, a...))
 	}
@@ -609,7 +610,7 @@ func checkManifest(layout uploader.Layout, key string, m *uploader.SegmentManife
 	if m.Partition < 0 {
 		return bad("negative partition %d", m.Partition)
 	}
-	if m.TopicID != uploader.NoTopicID {
+	if m.TopicID != archive.NoTopicID {
 		if err := index.ValidateTopicID(m.TopicID); err != nil {
 			return bad("%v", err)
 		}
@@ -617,7 +618,7 @@ func checkManifest(layout uploader.Layout, key string, m *uploader.SegmentManife
 	if m.BaseOffset < 0 || m.Summary == nil {
 		return bad("bad base offset %d or no summary", m.BaseOffset)
 	}
-	dir := strings.TrimSuffix(key, uploader.ManifestName)
+	dir := strings.TrimSuffix(key, archive.ManifestName)
 	if !strings.HasPrefix(dir, layout.PartitionPrefix(m.ClusterID, m.Topic, m.Partition)) {
 		return bad("names topic %s partition %d but is stored elsewhere", m.Topic, m.Partition)
 	}
@@ -630,7 +631,7 @@ func checkManifest(layout uploader.Layout, key string, m *uploader.SegmentManife
 		seen[f.Name] = true
 		if i == 0 {
 			want := segment.FormatName(m.BaseOffset, segment.KindLog)
-			if m.Kind == uploader.KindKRaftSnapshot {
+			if m.Kind == archive.KindKRaftSnapshot {
 				want = segment.FileName{BaseOffset: m.BaseOffset, Epoch: m.SnapshotEpoch, Kind: segment.KindCheckpoint}.String()
 			}
 			if f.Name != want {
@@ -670,7 +671,7 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 		if m.TopicID != pp.TopicID {
 			continue
 		}
-		if m.Kind == uploader.KindKRaftSnapshot {
+		if m.Kind == archive.KindKRaftSnapshot {
 			snaps = append(snaps, s)
 			continue
 		}
@@ -796,7 +797,7 @@ func fits(chain []Segment, s Segment) bool {
 }
 
 // latestLogDirs returns the newest capture of each of a broker's log dirs.
-func latestLogDirs(ctx context.Context, src Source, layout uploader.Layout, cluster string, broker int32) ([]*uploader.LogDirManifest, error) {
+func latestLogDirs(ctx context.Context, src Source, layout archive.Layout, cluster string, broker int32) ([]*archive.LogDirManifest, error) {
 	latest := map[string]string{} // dir key -> newest object key
 	prefix := layout.LogDirPrefix(cluster, broker)
 	var mu sync.Mutex
@@ -816,13 +817,13 @@ func latestLogDirs(ctx context.Context, src Source, layout uploader.Layout, clus
 	if err != nil {
 		return nil, err
 	}
-	var out []*uploader.LogDirManifest
+	var out []*archive.LogDirManifest
 	for _, key := range latest {
-		data, err := src.Get(ctx, key, uploader.MaxManifestSize)
+		data, err := src.Get(ctx, key, archive.MaxManifestSize)
 		if err != nil {
 			return nil, err
 		}
-		m, err := uploader.DecodeLogDirManifest(key, data)
+		m, err := archive.DecodeLogDirManifest(key, data)
 		if err != nil {
 			return nil, err
 		}
@@ -833,7 +834,7 @@ func latestLogDirs(ctx context.Context, src Source, layout uploader.Layout, clus
 }
 
 // Clusters lists the cluster ids the archive holds.
-func Clusters(ctx context.Context, src Source, layout uploader.Layout) ([]string, error) {
+func Clusters(ctx context.Context, src Source, layout archive.Layout) ([]string, error) {
 	seen := map[string]bool{}
 	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
 		if k, ok := parseManifestKey(layout, oi.Key); ok {

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/internal/kafkadir"
@@ -418,7 +419,7 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 
 // fetchFile downloads one file into dir, verified; a file already there with
 // the recorded size and SHA-256 (an interrupted restore) is kept.
-func fetchFile(ctx context.Context, src Source, dir string, f uploader.FileRecord, p *Progress) (bool, error) {
+func fetchFile(ctx context.Context, src Source, dir string, f archive.FileRecord, p *Progress) (bool, error) {
 	path := filepath.Join(dir, f.Name)
 	if fi, err := os.Stat(path); err == nil && fi.Size() == f.Size {
 		if sum, err := fileSHA256(path); err == nil && sum == f.SHA256 {
@@ -501,7 +502,7 @@ func matchesPlan(dir string, pp *PartitionPlan) bool {
 // writePartitionFiles writes leader-epoch-checkpoint, partition.metadata and
 // (metadata log) quorum-state, consistent with the restored range [_, end).
 func writePartitionFiles(dir string, pp *PartitionPlan, topic string, end int64, opts Options) error {
-	var latest *uploader.PartitionState
+	var latest *archive.PartitionState
 	var latestAt time.Time
 	for _, s := range pp.Segments {
 		if ps := s.Manifest.PartitionState; ps != nil && !ps.CapturedAt.Before(latestAt) {
@@ -542,7 +543,7 @@ func writePartitionFiles(dir string, pp *PartitionPlan, topic string, end int64,
 	if v, ok := opts.TopicIDs[topic]; ok {
 		id = v
 	}
-	if id != uploader.NoTopicID {
+	if id != archive.NoTopicID {
 		if err := index.ValidateTopicID(id); err != nil {
 			return err
 		}

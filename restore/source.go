@@ -4,17 +4,18 @@ import (
 	"context"
 	"io"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
 )
 
 // bucketSource is the Source over an uploader.BucketReader.
 type bucketSource struct {
 	b    uploader.BucketReader
-	opts uploader.DecodeOptions
+	opts archive.DecodeOptions
 }
 
 // NewSource reads the archive from b; opts carries client-side keys.
-func NewSource(b uploader.BucketReader, opts uploader.DecodeOptions) Source {
+func NewSource(b uploader.BucketReader, opts archive.DecodeOptions) Source {
 	return &bucketSource{b: b, opts: opts}
 }
 
@@ -26,6 +27,6 @@ func (s *bucketSource) Get(ctx context.Context, key string, max int64) ([]byte, 
 	return uploader.ReadAll(ctx, s.b, key, max)
 }
 
-func (s *bucketSource) Open(ctx context.Context, rec uploader.FileRecord) (io.ReadCloser, error) {
-	return uploader.OpenVerified(ctx, s.b, rec, s.opts)
+func (s *bucketSource) Open(ctx context.Context, rec archive.FileRecord) (io.ReadCloser, error) {
+	return archive.OpenVerified(ctx, s.b, rec, s.opts)
 }

@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
-	"github.com/segvault/segvault/uploader"
 )
 
 // TestWholeBrokerTwoLogDirs rebuilds a broker into two empty log dirs: the
@@ -20,8 +20,8 @@ func TestWholeBrokerTwoLogDirs(t *testing.T) {
 	ctx := context.Background()
 	_, b, res := archiveWith(t, brokersim.Config{NodeID: 9, SegmentBytes: 16 << 10, Seed: 2,
 		Topics: []brokersim.TopicSpec{{Name: "a", Partitions: 3, Records: 1500}, {Name: "b", Partitions: 3, Codec: "none", Records: 1500, ValueBytes: 150}}})
-	s := restore.NewSource(b, uploader.DecodeOptions{})
-	plan, err := restore.MakePlan(ctx, s, uploader.NewLayout(""), restore.Selection{Broker: 9, Metadata: true}, 2)
+	s := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(ctx, s, archive.NewLayout(""), restore.Selection{Broker: 9, Metadata: true}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,9 @@
-// Package uploader is segvault's archive: the Bucket interface and its two
-// stores (S3 through minio-go, and a local directory), the object layout,
-// manifest v1, streaming compression, hashing and encryption, retries and
-// rate limits.
-//
-// It moves bytes and records what the caller tells it. It never parses Kafka
-// formats (the segment Summary it stores in manifests is filled by the caller)
-// and never overwrites an object: every write is create-only, and the manifest
-// is written last as the commit marker. See docs/FORMAT.md.
+// Package uploader is segvault's transport: the Bucket interface and its two
+// stores (S3 through minio-go, and a local directory), retries with one
+// backoff schedule and the IsTransient classifier, rate limits, and
+// create-only writes (CreateVerified: identical content is success, anything
+// else ErrConflict). It knows nothing about Kafka or the archive format: keys,
+// manifests, encoding and the commit protocol are in package archive.
 package uploader
 
 import (
@@ -28,6 +25,8 @@ var (
 	ErrConflict = errors.New("object exists with different content")
 	// ErrIntegrity: an object's bytes do not match what its manifest records.
 	ErrIntegrity = errors.New("object failed verification")
+	// ErrUnknownKey: an object is encrypted with a key that is not configured.
+	ErrUnknownKey = errors.New("encryption key not configured")
 )
 
 // ObjectInfo describes a stored object.

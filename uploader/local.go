@@ -165,7 +165,7 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, size int64,
 			err = fmt.Errorf("create %s: remove temp: %w", key, rmErr)
 		}
 	}()
-	var src io.Reader = &ctxReader{ctx: ctx, r: r}
+	var src io.Reader = &CtxReader{Ctx: ctx, R: r}
 	if size >= 0 {
 		src = io.LimitReader(src, size)
 	}
@@ -421,15 +421,15 @@ func (l *Local) walk(ctx context.Context, dirKey, prefix string, fn func(ObjectI
 	return nil
 }
 
-// ctxReader stops a long copy when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+// CtxReader stops a long copy when Ctx is cancelled.
+type CtxReader struct {
+	Ctx context.Context
+	R   io.Reader
 }
 
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
+func (c *CtxReader) Read(p []byte) (int, error) {
+	if err := c.Ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	return c.R.Read(p)
 }

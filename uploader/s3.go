@@ -260,11 +260,11 @@ func NewS3(opts S3Options) (*S3, error) {
 		if !secure {
 			return nil, errors.New("s3: SSE-C needs TLS (the key travels in headers)")
 		}
-		k, err := LoadKeyFile(opts.SSECKeyFile)
+		k, err := LoadKeyMaterial(opts.SSECKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("s3: sse_c_key_file: %w", err)
 		}
-		s.sse, err = encrypt.NewSSEC(k.raw[:])
+		s.sse, err = encrypt.NewSSEC(k[:])
 		if err != nil {
 			return nil, fmt.Errorf("s3: sse-c: %w", err)
 		}
@@ -305,6 +305,9 @@ func parseEndpoint(ep string, disableTLS bool) (host string, secure bool, err er
 }
 
 func (s *S3) String() string { return s.desc }
+
+// BucketName is the bucket the store writes to.
+func (s *S3) BucketName() string { return s.opts.Bucket }
 
 // Client is the underlying minio-go client (for tests and tools).
 func (s *S3) Client() *minio.Client { return s.client }

@@ -370,3 +370,9 @@ func TestS3Outage(t *testing.T) {
 		t.Fatal("content differs")
 	}
 }
+
+// TestS3Retries runs the retry checks over a real MinIO store.
+func TestS3Retries(t *testing.T) {
+	srv := miniotest.Start(t)
+	testRetries(t, func(t *testing.T) Bucket { return newTestS3(t, srv, srv.NewBucket(t), nil) })
+}

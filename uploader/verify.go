@@ -68,7 +68,7 @@ func CreateVerified(ctx context.Context, b Bucket, key string, r io.Reader, size
 	if err == nil || !errors.Is(err, ErrExists) {
 		return err
 	}
-	same, err := sameStored(ctx, b, key, size, opts.SHA256)
+	same, err := SameStored(ctx, b, key, size, opts.SHA256)
 	if err != nil {
 		return err
 	}
@@ -78,9 +78,9 @@ func CreateVerified(ctx context.Context, b Bucket, key string, r io.Reader, size
 	return nil
 }
 
-// sameStored reports whether the object at key has the given size and stored
+// SameStored reports whether the object at key has the given size and stored
 // SHA-256, from its metadata when present, else by reading it.
-func sameStored(ctx context.Context, b BucketReader, key string, size int64, sha string) (bool, error) {
+func SameStored(ctx context.Context, b BucketReader, key string, size int64, sha string) (bool, error) {
 	info, err := b.Stat(ctx, key)
 	if err != nil {
 		return false, fmt.Errorf("compare existing %s: %w", key, err)

@@ -21,7 +21,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/segvault/segvault/agent"
-	"github.com/segvault/segvault/uploader"
+	"github.com/segvault/segvault/archive"
 )
 
 func agentFlags() []cli.Flag {
@@ -108,13 +108,13 @@ func agentConfig(c *cli.Context) agent.Config {
 // zstdLevels maps the agent's 1..4 to zstd levels (fastest, default, better, best).
 var zstdLevels = map[int]int{1: 1, 2: 3, 3: 7, 4: 11}
 
-func encodeOptions(c *cli.Context, cfg agent.Config) (uploader.EncodeOptions, error) {
-	o := uploader.EncodeOptions{Compression: cfg.Compression, Level: zstdLevels[cfg.ZstdLevel]}
+func encodeOptions(c *cli.Context, cfg agent.Config) (archive.EncodeOptions, error) {
+	o := archive.EncodeOptions{Compression: cfg.Compression, Level: zstdLevels[cfg.ZstdLevel]}
 	if o.Compression == "auto" {
-		o.Compression = uploader.CompressionAuto
+		o.Compression = archive.CompressionAuto
 	}
 	if p := c.String("encryption-key-file"); p != "" {
-		k, err := uploader.LoadKeyFile(p)
+		k, err := archive.LoadKeyFile(p)
 		if err != nil {
 			return o, usageErr("--encryption-key-file: %v", err)
 		}
@@ -145,7 +145,7 @@ func runAgent(c *cli.Context) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: cfg.StateDir})
+	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: cfg.StateDir})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if len(cfg.LogDirs) > 0 {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -58,7 +59,7 @@ func TestH4ScrubRetriesOnce(t *testing.T) {
 	}
 	for _, always := range []bool{false, true} {
 		fb := &h4FlakyBucket{Bucket: local, always: always, reads: map[string]int{}}
-		res, err := scrub(context.Background(), fb, uploader.NewLayout(""), uploader.DecodeOptions{}, scrubSelection{fraction: 1}, false)
+		res, err := scrub(context.Background(), fb, archive.NewLayout(""), archive.DecodeOptions{}, scrubSelection{fraction: 1}, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
-	"github.com/segvault/segvault/uploader"
 )
 
 var h6Snake = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
@@ -62,7 +62,7 @@ func TestH6JSONStyle(t *testing.T) {
 	// Drop the second segment's manifest: a gap.
 	var mans []string
 	filepath.Walk(bucketDir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && uploader.IsManifestKey(filepath.ToSlash(p)) {
+		if err == nil && archive.IsManifestKey(filepath.ToSlash(p)) {
 			mans = append(mans, p)
 		}
 		return nil

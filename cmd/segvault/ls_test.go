@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -32,14 +33,14 @@ func TestLsGapMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layout := uploader.NewLayout("")
+	layout := archive.NewLayout("")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	putGap := func(topic string, partition int32, topicID string, base, next int64) string {
 		t.Helper()
-		g := uploader.GapMarker{Format: "segvault.gap", Version: 1, ClusterID: cluster, BrokerID: 0, Topic: topic, Partition: partition,
+		g := archive.GapMarker{Format: "segvault.gap", Version: 1, ClusterID: cluster, BrokerID: 0, Topic: topic, Partition: partition,
 			TopicID: topicID, BaseOffset: base, NextBase: next, Bytes: 1 << 20, Reason: "deleted by Kafka before it was archived", At: at}
 		data, _ := json.MarshalIndent(g, "", " ")
-		key := layout.GapKey(uploader.SegmentRef{Cluster: cluster, Topic: topic, Partition: partition, TopicID: topicID, BaseOffset: base, Broker: 0})
+		key := layout.GapKey(archive.SegmentRef{Cluster: cluster, Topic: topic, Partition: partition, TopicID: topicID, BaseOffset: base, Broker: 0})
 		if err := store.Create(context.Background(), key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +95,7 @@ func TestLsGapMarkers(t *testing.T) {
 	}
 	// A marker of an unknown format is reported, not trusted.
 	data := []byte(`{"format":"something.else","version":1}`)
-	key := layout.GapKey(uploader.SegmentRef{Cluster: cluster, Topic: "lsx1", Partition: 0, TopicID: "nigi0dJNRASJVYh5eRn0Vg", BaseOffset: 30, Broker: 1})
+	key := layout.GapKey(archive.SegmentRef{Cluster: cluster, Topic: "lsx1", Partition: 0, TopicID: "nigi0dJNRASJVYh5eRn0Vg", BaseOffset: 30, Broker: 1})
 	if err := store.Create(context.Background(), key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}

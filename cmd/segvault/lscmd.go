@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
 )
@@ -128,7 +129,7 @@ func (s *lsSource) Get(ctx context.Context, key string, max int64) ([]byte, erro
 func (s *lsSource) prefetch(ctx context.Context, root string) error {
 	var keys []string
 	if err := s.Source.List(ctx, root, func(oi uploader.ObjectInfo) error {
-		if uploader.IsManifestKey(oi.Key) {
+		if archive.IsManifestKey(oi.Key) {
 			keys = append(keys, oi.Key)
 		}
 		return nil
@@ -140,9 +141,9 @@ func (s *lsSource) prefetch(ctx context.Context, root string) error {
 	g.SetLimit(8)
 	for _, key := range keys {
 		g.Go(func() error {
-			data, err := s.Source.Get(gctx, key, uploader.MaxManifestSize)
+			data, err := s.Source.Get(gctx, key, archive.MaxManifestSize)
 			if err == nil {
-				_, err = uploader.DecodeSegmentManifest(key, data)
+				_, err = archive.DecodeSegmentManifest(key, data)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -162,7 +163,7 @@ func (s *lsSource) prefetch(ctx context.Context, root string) error {
 
 // makePlan plans the listing; a manifest or gap marker that fails the
 // plan's checks is left out by restore (Plan.Bad) and recorded here.
-func (s *lsSource) makePlan(ctx context.Context, layout uploader.Layout, sel restore.Selection) (*restore.Plan, error) {
+func (s *lsSource) makePlan(ctx context.Context, layout archive.Layout, sel restore.Selection) (*restore.Plan, error) {
 	sel.LeaveOutBad = true
 	plan, err := restore.MakePlan(ctx, s, layout, sel, 8)
 	if err != nil {
@@ -203,7 +204,7 @@ func lsKeyed(key string, err error) error {
 
 // badPartition returns the topic and partition a manifest key names
 // (<root><cluster>/topics/<topic>/<partition>/...).
-func badPartition(layout uploader.Layout, key string) (cluster, topic string, partition int32, ok bool) {
+func badPartition(layout archive.Layout, key string) (cluster, topic string, partition int32, ok bool) {
 	f := strings.Split(strings.TrimPrefix(key, layout.Root()), "/")
 	if len(f) < 4 || f[1] != "topics" {
 		return "", "", 0, false
@@ -231,7 +232,7 @@ type lsLost struct {
 // gapMarkers reads every gap marker of a cluster, by partition
 // ("topic/partition"). Markers that are unreadable or of an unknown format
 // are reported on w and skipped.
-func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]uploader.GapMarker, error) {
+func gapMarkers(ctx context.Context, b uploader.Bucket, layout archive.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]archive.GapMarker, error) {
 	prefix := layout.TopicsPrefix(cluster)
 	var keys []string
 	if err := b.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
@@ -245,7 +246,7 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 		return nil, nil, err
 	}
 	out := map[string][]lsLost{}
-	first := map[string]uploader.GapMarker{}
+	first := map[string]archive.GapMarker{}
 	for _, key := range keys {
 		parts := strings.Split(strings.TrimPrefix(key, prefix), "/")
 		if topics != nil && !topics.MatchString(parts[0]) {
@@ -256,7 +257,7 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout uploader.Layout, 
 			fmt.Fprintf(w, "segvault: gap marker %s: %v\n", key, err)
 			continue
 		}
-		g, err := uploader.DecodeGapMarker(key, data)
+		g, err := archive.DecodeGapMarker(key, data)
 		if err != nil {
 			fmt.Fprintf(w, "segvault: %v\n", err)
 			continue
@@ -287,7 +288,7 @@ func runLs(c *cli.Context) error {
 		return err
 	}
 	sel := restore.Selection{Cluster: c.String("cluster"), Broker: -1, Metadata: true}
-	src := &lsSource{Source: restore.NewSource(b, uploader.DecodeOptions{}), data: map[string][]byte{}, bad: map[string]error{}}
+	src := &lsSource{Source: restore.NewSource(b, archive.DecodeOptions{}), data: map[string][]byte{}, bad: map[string]error{}}
 	if err := src.prefetch(ctx, layout.Root()); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -45,18 +46,18 @@ var secretFlags = map[string]bool{"s3-secret-key": true}
 // openStore opens the archive the store flags describe, with retries and
 // the upload bandwidth limit applied, and the one Layout every command
 // (agent, ls, restore, verify --scrub) addresses it with (archiveLayout).
-func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, archive.Layout, error) {
 	raw, err := bucketURL(c)
 	if err != nil {
-		return nil, uploader.Layout{}, err
+		return nil, archive.Layout{}, err
 	}
 	layout, err := archiveLayout(c)
 	if err != nil {
-		return nil, uploader.Layout{}, err
+		return nil, archive.Layout{}, err
 	}
 	b, _, err := openBucket(ctx, c, raw)
 	if err != nil {
-		return nil, uploader.Layout{}, err
+		return nil, archive.Layout{}, err
 	}
 	return b, layout, nil
 }
@@ -65,15 +66,15 @@ func openStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.L
 // (ls, restore, verify --scrub): opening a local store creates its
 // directory, so a mistyped file:// path would read a new, empty archive and
 // report "nothing there" as if that were the truth. It must exist.
-func openExistingStore(ctx context.Context, c *cli.Context) (uploader.Bucket, uploader.Layout, error) {
+func openExistingStore(ctx context.Context, c *cli.Context) (uploader.Bucket, archive.Layout, error) {
 	raw, err := bucketURL(c)
 	if err != nil {
-		return nil, uploader.Layout{}, err
+		return nil, archive.Layout{}, err
 	}
 	if store, _, err := uploader.SplitURL(raw); err == nil && strings.HasPrefix(store, "file://") {
 		dir := strings.TrimPrefix(store, "file://")
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, uploader.Layout{}, usageErr("--bucket %s: no archive there (%s is not an existing directory)", raw, dir)
+			return nil, archive.Layout{}, usageErr("--bucket %s: no archive there (%s is not an existing directory)", raw, dir)
 		}
 	}
 	return openStore(ctx, c)
@@ -101,14 +102,14 @@ func bucketURL(c *cli.Context) (string, error) {
 // then --prefix is joined after it (s3://bucket/a with --prefix b: "a/b/").
 // A file:// URL's path is the store directory itself; --prefix then names a
 // sub-tree inside it.
-func archiveLayout(c *cli.Context) (uploader.Layout, error) {
+func archiveLayout(c *cli.Context) (archive.Layout, error) {
 	raw, err := bucketURL(c)
 	if err != nil {
-		return uploader.Layout{}, err
+		return archive.Layout{}, err
 	}
 	_, prefix, err := uploader.SplitURL(raw)
 	if err != nil {
-		return uploader.Layout{}, usageErr("--bucket: %v", err)
+		return archive.Layout{}, usageErr("--bucket: %v", err)
 	}
 	if p := strings.Trim(c.String("prefix"), "/"); p != "" {
 		prefix += p + "/"
@@ -119,18 +120,18 @@ func archiveLayout(c *cli.Context) (uploader.Layout, error) {
 	if prefix != "" {
 		for _, e := range strings.Split(strings.TrimSuffix(prefix, "/"), "/") {
 			if e == "" || e == "." || e == ".." {
-				return uploader.Layout{}, usageErr("key prefix %q (from --bucket %s and --prefix %q): %q element not allowed", prefix, raw, c.String("prefix"), e)
+				return archive.Layout{}, usageErr("key prefix %q (from --bucket %s and --prefix %q): %q element not allowed", prefix, raw, c.String("prefix"), e)
 			}
 		}
 	}
-	return uploader.NewLayout(prefix), nil
+	return archive.NewLayout(prefix), nil
 }
 
 // decodeOptions carries the client-side key for reading.
-func decodeOptions(c *cli.Context) (uploader.DecodeOptions, error) {
-	var o uploader.DecodeOptions
+func decodeOptions(c *cli.Context) (archive.DecodeOptions, error) {
+	var o archive.DecodeOptions
 	if p := c.String("encryption-key-file"); p != "" {
-		k, err := uploader.LoadKeyFile(p)
+		k, err := archive.LoadKeyFile(p)
 		if err != nil {
 			return o, usageErr("--encryption-key-file: %v", err)
 		}

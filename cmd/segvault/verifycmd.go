@@ -20,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
@@ -663,16 +664,16 @@ func saveScrubCursor(statePath string, data []byte) error {
 // KRaft snapshot manifests, log-dir captures, gap markers), every object a
 // chosen manifest names, reports objects a manifest names but the store
 // lacks ("missing") and objects no manifest names ("orphan").
-func scrub(ctx context.Context, b uploader.Bucket, layout uploader.Layout, dopts uploader.DecodeOptions, sel scrubSelection, deep bool) ([]fileResult, error) {
+func scrub(ctx context.Context, b uploader.Bucket, layout archive.Layout, dopts archive.DecodeOptions, sel scrubSelection, deep bool) ([]fileResult, error) {
 	var manifestKeys []string
 	var out []fileResult
 	objects := map[string]uploader.ObjectInfo{}
 	var dataKeys []string
 	if err := b.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
 		switch {
-		case uploader.IsManifestKey(oi.Key):
+		case archive.IsManifestKey(oi.Key):
 			manifestKeys = append(manifestKeys, oi.Key)
-		case uploader.IsLogDirKey(oi.Key), uploader.IsGapKey(oi.Key):
+		case archive.IsLogDirKey(oi.Key), archive.IsGapKey(oi.Key):
 			out = append(out, scrubSmallManifest(ctx, b, oi))
 		default:
 			objects[oi.Key] = oi
@@ -693,15 +694,15 @@ func scrub(ctx context.Context, b uploader.Bucket, layout uploader.Layout, dopts
 	}
 	referenced := map[string]bool{}
 	for i, key := range manifestKeys {
-		data, err := uploader.ReadAll(ctx, b, key, uploader.MaxManifestSize)
+		data, err := uploader.ReadAll(ctx, b, key, archive.MaxManifestSize)
 		if err != nil {
-			data, err = uploader.ReadAll(ctx, b, key, uploader.MaxManifestSize) // once more
+			data, err = uploader.ReadAll(ctx, b, key, archive.MaxManifestSize) // once more
 		}
 		if err != nil {
 			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "error", Detail: err.Error()})
 			continue
 		}
-		m, err := uploader.DecodeSegmentManifest(key, data)
+		m, err := archive.DecodeSegmentManifest(key, data)
 		if err != nil {
 			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "corrupt", Detail: err.Error()})
 			continue
@@ -741,10 +742,10 @@ func scrub(ctx context.Context, b uploader.Bucket, layout uploader.Layout, dopts
 
 // scrubObject reads file j of manifest m and checks it against the manifest
 // (size, digests) and, for the .log or KRaft snapshot, its batches.
-func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *uploader.SegmentManifest, j int, dopts uploader.DecodeOptions, deep bool) fileResult {
+func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *archive.SegmentManifest, j int, dopts archive.DecodeOptions, deep bool) fileResult {
 	f := m.Files[j]
 	r := fileResult{Path: f.Object.Key, Kind: strings.TrimPrefix(filepath.Ext(f.Name), "."), Bytes: f.Size, Status: "ok"}
-	rc, err := uploader.OpenVerified(ctx, b, f, dopts)
+	rc, err := archive.OpenVerified(ctx, b, f, dopts)
 	if err != nil {
 		r.Status, r.Detail = "error", err.Error()
 		if errors.Is(err, uploader.ErrNotFound) {
@@ -755,7 +756,7 @@ func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *uploade
 	defer rc.Close()
 	var rerr error
 	switch {
-	case j == 0 && m.Kind == uploader.KindKRaftSnapshot:
+	case j == 0 && m.Kind == archive.KindKRaftSnapshot:
 		// Small: read whole (reaching EOF checks the digests), then its
 		// batches and its SnapshotHeader/SnapshotFooter.
 		var data []byte
@@ -796,25 +797,25 @@ func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *uploade
 // inline file's SHA-256) or a gap marker.
 func scrubSmallManifest(ctx context.Context, b uploader.Bucket, oi uploader.ObjectInfo) fileResult {
 	kind := "logdir-manifest"
-	if uploader.IsGapKey(oi.Key) {
+	if archive.IsGapKey(oi.Key) {
 		kind = "gap-marker"
 	}
 	r := fileResult{Path: oi.Key, Kind: kind, Bytes: oi.Size, Status: "ok"}
-	data, err := uploader.ReadAll(ctx, b, oi.Key, uploader.MaxManifestSize)
+	data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
 	if err != nil {
-		data, err = uploader.ReadAll(ctx, b, oi.Key, uploader.MaxManifestSize)
+		data, err = uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
 	}
 	if err != nil {
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
 	if kind == "gap-marker" {
-		if _, err := uploader.DecodeGapMarker(oi.Key, data); err != nil {
+		if _, err := archive.DecodeGapMarker(oi.Key, data); err != nil {
 			r.Status, r.Detail = "corrupt", err.Error()
 		}
 		return r
 	}
-	m, err := uploader.DecodeLogDirManifest(oi.Key, data)
+	m, err := archive.DecodeLogDirManifest(oi.Key, data)
 	if err != nil {
 		r.Status, r.Detail = "corrupt", err.Error()
 		return r

@@ -1,7 +1,7 @@
 package main
 
 // Go benchmarks for the hot paths the package benchmarks do not cover
-// (segment/bench_test.go: Scan and its CRC floor; uploader/bench_test.go:
+// (segment/bench_test.go: Scan and its CRC floor; archive/bench_test.go:
 // PutFile/OpenVerified against a null store and MinIO; index/bench_test.go:
 // index rebuild and verification). Each one runs segvault's code and, as
 // sub-benchmarks beside it, the least work that does the same job, so
@@ -33,6 +33,7 @@ import (
 	"testing"
 
 	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/restore"
@@ -102,7 +103,7 @@ func (nullBucket) String() string                       { return "null" }
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // agentEncode is what `segvault agent` passes by default (auto, level 1).
-var agentEncode = uploader.EncodeOptions{Compression: uploader.CompressionAuto, Level: 1}
+var agentEncode = archive.EncodeOptions{Compression: archive.CompressionAuto, Level: 1}
 
 func benchAgent(b *testing.B, logDir, state string, store uploader.Bucket, mod func(*agent.Config)) *agent.Agent {
 	b.Helper()
@@ -115,7 +116,7 @@ func benchAgent(b *testing.B, logDir, state string, store uploader.Bucket, mod f
 	if mod != nil {
 		mod(&cfg)
 	}
-	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: state})
+	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: state})
 	a, err := agent.New(context.Background(), cfg, agent.NewArchive(store, enc, agentEncode), quiet, nil, "bench")
 	if err != nil {
 		b.Fatal(err)
@@ -166,7 +167,7 @@ func BenchmarkAgentRunOnce(b *testing.B) {
 	})
 	// The baselines use the agent's default concurrency (2) too.
 	b.Run("baseline-putfile-nullstore", func(b *testing.B) {
-		enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: b.TempDir()})
+		enc := archive.NewEncoder(archive.EncoderOptions{TempDir: b.TempDir()})
 		b.SetBytes(raw)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -278,7 +279,7 @@ func BenchmarkRestoreRun(b *testing.B) {
 		b.Fatalf("archive: %v %d of %d", err, rep.Archived, segs)
 	}
 	a.Close()
-	src := restore.NewSource(local, uploader.DecodeOptions{})
+	src := restore.NewSource(local, archive.DecodeOptions{})
 	b.Run("restore-run", func(b *testing.B) {
 		b.SetBytes(raw)
 		b.ReportAllocs()
@@ -286,7 +287,7 @@ func BenchmarkRestoreRun(b *testing.B) {
 			b.StopTimer()
 			target := filepath.Join(b.TempDir(), "target")
 			b.StartTimer()
-			plan, err := restore.MakePlan(ctx, src, uploader.NewLayout(""), restore.Selection{Broker: -1}, 4)
+			plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1}, 4)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -133,7 +133,7 @@ func run(ctx context.Context, o options) error {
 	rep.NotMeasured = []string{
 		"Cold-cache (disk-bound) reads: every measurement reads page-cached files, so the figures are CPU and software limits, not this VM's shared disk.",
 		"A real network: MinIO runs on loopback on the same two cores, so there is no network latency or bandwidth limit, and the server competes with the agent for CPU (its CPU seconds are in the notes).",
-		"Client-side encryption (--encryption-key-file) and server-side encryption in the end-to-end runs; the encoding cost with encryption is covered by `go test -bench Encode ./uploader`.",
+		"Client-side encryption (--encryption-key-file) and server-side encryption in the end-to-end runs; the encoding cost with encryption is covered by `go test -bench Encode ./archive`.",
 		"The agent at its default low priority (nice 10, idle I/O class): every measured agent runs with --normal-priority so it competes with the baseline, and with the machine's other work, on equal terms.",
 		"A real Kafka broker writing at the same time (brokersim stands in for it; the roll-latency run produces while the agent works).",
 	}

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
-	"github.com/segvault/segvault/uploader"
 )
 
 func main() {
@@ -41,7 +41,7 @@ func run(bin, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	logs, archive, state, restored := filepath.Join(dir, "kafka-logs"), filepath.Join(dir, "archive"), filepath.Join(dir, "state"), filepath.Join(dir, "restored")
+	logs, archiveDir, state, restored := filepath.Join(dir, "kafka-logs"), filepath.Join(dir, "archive"), filepath.Join(dir, "state"), filepath.Join(dir, "restored")
 
 	step("generating a broker log dir with a real Kafka client (franz-go against kfake) in %s", logs)
 	t0 := time.Now()
@@ -68,37 +68,37 @@ func run(bin, dir string) error {
 	}
 	fmt.Printf("    %d topics, %d partitions, %d segments (the last of each partition is active) in %s\n", len(res.Topics), nparts, nsegs, time.Since(t0).Round(time.Millisecond))
 
-	common := []string{"--log-dirs", logs, "--bucket", "file://" + archive, "--state-dir", state, "--settle-time", "0", "--listen", ""}
+	common := []string{"--log-dirs", logs, "--bucket", "file://" + archiveDir, "--state-dir", state, "--settle-time", "0", "--listen", ""}
 	step("segvault agent --once: validate and archive every rolled segment (never the active one)")
 	if err := sh(bin, append([]string{"agent", "--once"}, common...)...); err != nil {
 		return err
 	}
 	step("segvault agent --once again: nothing new is uploaded")
-	before := countFiles(archive)
+	before := countFiles(archiveDir)
 	if err := sh(bin, append([]string{"agent", "--once"}, common...)...); err != nil {
 		return err
 	}
-	if after := countFiles(archive); after != before {
+	if after := countFiles(archiveDir); after != before {
 		return fmt.Errorf("second run created %d new objects", after-before)
 	}
-	fmt.Printf("    %d objects in the archive before and after\n", before)
+	fmt.Printf("    %d objects in the archiveDir before and after\n", before)
 
-	step("segvault ls: what the archive holds")
-	if err := sh(bin, "ls", "--bucket", "file://"+archive); err != nil {
+	step("segvault ls: what the archiveDir holds")
+	if err := sh(bin, "ls", "--bucket", "file://"+archiveDir); err != nil {
 		return err
 	}
 	step("segvault verify --scrub: re-read every object against its manifest")
-	if err := shTail(bin, "verify", "--scrub", "--bucket", "file://"+archive); err != nil {
+	if err := shTail(bin, "verify", "--scrub", "--bucket", "file://"+archiveDir); err != nil {
 		return err
 	}
 
 	step("segvault restore into an empty dir %s", restored)
-	if err := sh(bin, "restore", "--bucket", "file://"+archive, "--target", restored); err != nil {
+	if err := sh(bin, "restore", "--bucket", "file://"+archiveDir, "--target", restored); err != nil {
 		return err
 	}
 
 	step("proving byte identity of every archived file")
-	same, total, err := compare(logs, archive, restored)
+	same, total, err := compare(logs, archiveDir, restored)
 	if err != nil {
 		return err
 	}
@@ -106,22 +106,22 @@ func run(bin, dir string) error {
 	if err := shTail(bin, "verify", "--deep", restored); err != nil {
 		return err
 	}
-	fmt.Printf("\nDEMO OK: %d of %d archived files restored byte-identical from %s (active segments stay with the broker)\n", same, total, archive)
+	fmt.Printf("\nDEMO OK: %d of %d archived files restored byte-identical from %s (active segments stay with the broker)\n", same, total, archiveDir)
 	return nil
 }
 
-// compare checks every file the archive's manifests list: restored byte for
+// compare checks every file the archiveDir's manifests list: restored byte for
 // byte identical to the original in the broker's log dir.
-func compare(logs, archive, restored string) (same, total int, err error) {
-	err = filepath.Walk(archive, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() || !uploader.IsManifestKey(filepath.ToSlash(p)) {
+func compare(logs, archiveDir, restored string) (same, total int, err error) {
+	err = filepath.Walk(archiveDir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || !archive.IsManifestKey(filepath.ToSlash(p)) {
 			return err
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		m, err := uploader.DecodeSegmentManifest(p, data)
+		m, err := archive.DecodeSegmentManifest(p, data)
 		if err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/segment"
-	"github.com/segvault/segvault/uploader"
 )
 
 // A real broker-written log dir (ZooKeeper-era 3.x, cluster id in
@@ -161,7 +161,7 @@ func (e *h1Env) restore(t *testing.T, wantParts ...string) string {
 }
 
 // manifest returns the committed manifest of partition part at base.
-func (e *h1Env) manifest(t *testing.T, part string, base int64) *uploader.SegmentManifest {
+func (e *h1Env) manifest(t *testing.T, part string, base int64) *archive.SegmentManifest {
 	t.Helper()
 	for _, m := range manifests(t, s3Bucket2(t, e.srv, e.bucket)) {
 		if m.Topic+"-"+itoa(m.Partition) == part && m.BaseOffset == base {

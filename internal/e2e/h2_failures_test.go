@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/uploader"
@@ -141,7 +142,7 @@ func TestH2UnreadableSegmentIsAFailureNotAGap(t *testing.T) {
 	}
 	archived := func() bool {
 		for _, k := range h2Keys(t, b) {
-			if strings.Contains(k, "/__consumer_offsets/17/") && strings.Contains(k, "/segments/00000000000000000000/") && strings.HasSuffix(k, uploader.ManifestName) {
+			if strings.Contains(k, "/__consumer_offsets/17/") && strings.Contains(k, "/segments/00000000000000000000/") && strings.HasSuffix(k, archive.ManifestName) {
 				return true
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/internal/miniotest"
@@ -190,7 +191,7 @@ func TestH5BadManifestFallsBack(t *testing.T) {
 	var bad string
 	for _, m := range manifests(t, b) {
 		if m.BrokerID == 1 && m.Topic == "orders" && m.Partition == 0 && m.BaseOffset > 0 && bad == "" {
-			bad = uploader.NewLayout("").ManifestKey(m.Ref())
+			bad = archive.NewLayout("").ManifestKey(m.Ref())
 		}
 	}
 	if bad == "" {
@@ -271,11 +272,11 @@ func TestH5QuietPartitionKeepsOffsets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layout := uploader.NewLayout("")
-	g := uploader.GapMarker{Format: uploader.GapMarkerFormat, Version: uploader.ManifestVersion, ClusterID: res.ClusterID, BrokerID: 4, Topic: "gone", Partition: 0,
+	layout := archive.NewLayout("")
+	g := archive.GapMarker{Format: archive.GapMarkerFormat, Version: archive.ManifestVersion, ClusterID: res.ClusterID, BrokerID: 4, Topic: "gone", Partition: 0,
 		TopicID: "AAAAAAAAAAAAAAAAAAAAAg", BaseOffset: 500, NextBase: 700, Bytes: 1 << 20, Reason: "deleted by Kafka before it was archived", At: time.Now().UTC()}
 	data, _ := json.Marshal(g)
-	key := layout.GapKey(uploader.SegmentRef{Cluster: res.ClusterID, Topic: "gone", Partition: 0, TopicID: g.TopicID, BaseOffset: 500, Broker: 4})
+	key := layout.GapKey(archive.SegmentRef{Cluster: res.ClusterID, Topic: "gone", Partition: 0, TopicID: g.TopicID, BaseOffset: 500, Broker: 4})
 	if err := store.Create(context.Background(), key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -458,8 +459,8 @@ func TestH5GapMarkerThenData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layout := uploader.NewLayout("")
-	var first, last *uploader.SegmentManifest
+	layout := archive.NewLayout("")
+	var first, last *archive.SegmentManifest
 	for _, m := range manifests(t, store) {
 		if m.Topic == "orders" && m.Partition == 0 {
 			if first == nil || m.BaseOffset < first.BaseOffset {
@@ -471,10 +472,10 @@ func TestH5GapMarkerThenData(t *testing.T) {
 		}
 	}
 	put := func(base, next int64) {
-		g := uploader.GapMarker{Format: uploader.GapMarkerFormat, Version: uploader.ManifestVersion, ClusterID: res.ClusterID, BrokerID: 1, Topic: "orders",
+		g := archive.GapMarker{Format: archive.GapMarkerFormat, Version: archive.ManifestVersion, ClusterID: res.ClusterID, BrokerID: 1, Topic: "orders",
 			Partition: 0, TopicID: first.TopicID, BaseOffset: base, NextBase: next, Reason: "open: permission denied", At: time.Now().UTC()}
 		data, _ := json.Marshal(g)
-		key := layout.GapKey(uploader.SegmentRef{Cluster: res.ClusterID, Topic: "orders", Partition: 0, TopicID: first.TopicID, BaseOffset: base, Broker: 1})
+		key := layout.GapKey(archive.SegmentRef{Cluster: res.ClusterID, Topic: "orders", Partition: 0, TopicID: first.TopicID, BaseOffset: base, Broker: 1})
 		if err := store.Create(context.Background(), key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}

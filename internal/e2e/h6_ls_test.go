@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/uploader"
 )
@@ -32,19 +33,19 @@ func h6Run(t *testing.T, srv *miniotest.Server, bucket string, args ...string) (
 }
 
 // h6Manifests lists the segment manifests of b by key.
-func h6Manifests(t *testing.T, b uploader.Bucket) map[string]*uploader.SegmentManifest {
+func h6Manifests(t *testing.T, b uploader.Bucket) map[string]*archive.SegmentManifest {
 	t.Helper()
 	ctx := context.Background()
-	out := map[string]*uploader.SegmentManifest{}
+	out := map[string]*archive.SegmentManifest{}
 	if err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !uploader.IsManifestKey(oi.Key) {
+		if !archive.IsManifestKey(oi.Key) {
 			return nil
 		}
-		data, err := uploader.ReadAll(ctx, b, oi.Key, uploader.MaxManifestSize)
+		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
 		if err != nil {
 			return err
 		}
-		m, err := uploader.DecodeSegmentManifest(oi.Key, data)
+		m, err := archive.DecodeSegmentManifest(oi.Key, data)
 		if err != nil {
 			return err
 		}
@@ -104,7 +105,7 @@ func TestH6LsBadManifest(t *testing.T) {
 		t.Fatalf("no manifest of __consumer_offsets-7 among %d", len(mans))
 	}
 	srv.CorruptObject(t, name, victim, func(d []byte) []byte { return []byte("{not json") })
-	extra := uploader.NewLayout("").Root() + cluster + "/topics/h6-bogus/0/AAAAAAAAAAAAAAAAAAAAAg/segments/00000000000000000000/0-1/" + uploader.ManifestName
+	extra := archive.NewLayout("").Root() + cluster + "/topics/h6-bogus/0/AAAAAAAAAAAAAAAAAAAAAg/segments/00000000000000000000/0-1/" + archive.ManifestName
 	if err := b.Create(context.Background(), extra, strings.NewReader("\x00\x01garbage"), 9, uploader.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,18 +159,18 @@ func TestH6LsPrefersDataOverGapMarker(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("agent --once: exit %d\n%s\n%s", code, out, errOut)
 	}
-	var m *uploader.SegmentManifest
+	var m *archive.SegmentManifest
 	for _, x := range h6Manifests(t, b) {
 		m = x
 	}
 	if m == nil {
 		t.Fatal("nothing archived")
 	}
-	g := uploader.GapMarker{Format: "segvault.gap", Version: 1, ClusterID: m.ClusterID, BrokerID: m.BrokerID, Topic: m.Topic, Partition: m.Partition,
+	g := archive.GapMarker{Format: "segvault.gap", Version: 1, ClusterID: m.ClusterID, BrokerID: m.BrokerID, Topic: m.Topic, Partition: m.Partition,
 		TopicID: m.TopicID, BaseOffset: m.BaseOffset, NextBase: m.Summary.LastOffset + 1, Bytes: 1398, Reason: "open: permission denied",
 		At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	data, _ := json.Marshal(g)
-	key := uploader.NewLayout("").GapKey(uploader.SegmentRef{Cluster: m.ClusterID, Topic: m.Topic, Partition: m.Partition, TopicID: m.TopicID,
+	key := archive.NewLayout("").GapKey(archive.SegmentRef{Cluster: m.ClusterID, Topic: m.Topic, Partition: m.Partition, TopicID: m.TopicID,
 		BaseOffset: m.BaseOffset, Broker: m.BrokerID})
 	if err := b.Create(context.Background(), key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 		t.Fatal(err)

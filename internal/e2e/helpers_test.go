@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
@@ -79,8 +80,8 @@ func newAgent(t *testing.T, b uploader.Bucket, cfg agent.Config, metrics *agent.
 	if cfg.BrokerID == 0 {
 		cfg.BrokerID = -1
 	}
-	enc := uploader.NewEncoder(uploader.EncoderOptions{TempDir: t.TempDir()})
-	a, err := agent.New(context.Background(), cfg, agent.NewArchive(b, enc, uploader.EncodeOptions{Compression: uploader.CompressionAuto, Level: 1}), testLogger(t), metrics, "test")
+	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: t.TempDir()})
+	a, err := agent.New(context.Background(), cfg, agent.NewArchive(b, enc, archive.EncodeOptions{Compression: archive.CompressionAuto, Level: 1}), testLogger(t), metrics, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,19 +100,19 @@ func countObjects(t *testing.T, b uploader.Bucket) int {
 }
 
 // manifests returns every committed segment manifest in b.
-func manifests(t *testing.T, b uploader.Bucket) []*uploader.SegmentManifest {
+func manifests(t *testing.T, b uploader.Bucket) []*archive.SegmentManifest {
 	t.Helper()
 	ctx := context.Background()
-	var out []*uploader.SegmentManifest
+	var out []*archive.SegmentManifest
 	err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !uploader.IsManifestKey(oi.Key) {
+		if !archive.IsManifestKey(oi.Key) {
 			return nil
 		}
-		data, err := uploader.ReadAll(ctx, b, oi.Key, uploader.MaxManifestSize)
+		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
 		if err != nil {
 			return err
 		}
-		m, err := uploader.DecodeSegmentManifest(oi.Key, data)
+		m, err := archive.DecodeSegmentManifest(oi.Key, data)
 		if err != nil {
 			return err
 		}
@@ -128,8 +129,8 @@ func manifests(t *testing.T, b uploader.Bucket) []*uploader.SegmentManifest {
 func restoreAll(t *testing.T, b uploader.Bucket, sel restore.Selection, opts restore.Options) *restore.Report {
 	t.Helper()
 	ctx := context.Background()
-	src := restore.NewSource(b, uploader.DecodeOptions{})
-	plan, err := restore.MakePlan(ctx, src, uploader.NewLayout(""), sel, 4)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), sel, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

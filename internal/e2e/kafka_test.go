@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/kafkatest"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/restore"
@@ -86,7 +87,7 @@ func diskRolled(t *testing.T, logDir string, into map[string]map[string]bool, la
 func archivedByBase(t *testing.T, b uploader.Bucket) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	for _, m := range manifests(t, b) {
-		if m.Kind != uploader.KindSegment {
+		if m.Kind != archive.KindSegment {
 			continue
 		}
 		k := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.BaseOffset)
@@ -106,7 +107,7 @@ func lastArchived(t *testing.T, b uploader.Bucket) map[string]int64 {
 	out := map[string]int64{}
 	for _, m := range manifests(t, b) {
 		k := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
-		if m.Kind == uploader.KindSegment && m.Summary.LastOffset > out[k] {
+		if m.Kind == archive.KindSegment && m.Summary.LastOffset > out[k] {
 			out[k] = m.Summary.LastOffset
 		}
 		if _, ok := out[k]; !ok {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/agent"
+	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/brokersim"
 	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/segment"
@@ -185,7 +186,7 @@ func scrubAll(t *testing.T, b uploader.Bucket) {
 	ctx := context.Background()
 	for _, m := range manifests(t, b) {
 		for _, f := range m.Files {
-			rc, err := uploader.OpenVerified(ctx, b, f, uploader.DecodeOptions{})
+			rc, err := archive.OpenVerified(ctx, b, f, archive.DecodeOptions{})
 			if err != nil {
 				t.Errorf("%s: %v", f.Object.Key, err)
 				continue

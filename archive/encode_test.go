@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/uploader"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -24,7 +26,7 @@ func compressible(n int) []byte {
 	return b.Bytes()[:n]
 }
 
-func readAllVerified(t testing.TB, b BucketReader, rec FileRecord, opts DecodeOptions) ([]byte, error) {
+func readAllVerified(t testing.TB, b uploader.BucketReader, rec FileRecord, opts DecodeOptions) ([]byte, error) {
 	t.Helper()
 	rc, err := OpenVerified(context.Background(), b, rec, opts)
 	if err != nil {
@@ -118,8 +120,8 @@ func TestPutFileExisting(t *testing.T) {
 		other := bytes.Clone(data)
 		other[100] ^= 1
 		_, err = enc.PutFile(ctx, b, fmt.Sprintf("e%v", k != nil), bytes.NewReader(other), int64(len(other)), opts)
-		if !errors.Is(err, ErrConflict) {
-			t.Fatalf("different content: %v, want ErrConflict", err)
+		if !errors.Is(err, uploader.ErrConflict) {
+			t.Fatalf("different content: %v, want uploader.ErrConflict", err)
 		}
 		got, err := readAllVerified(t, b, first.FileRecord("f", time.Time{}), DecodeOptions{Keys: []*Key{k}})
 		if err != nil || !bytes.Equal(got, data) {
@@ -135,7 +137,7 @@ func TestPutFileSourceSizeMismatch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "expected 4") {
 		t.Fatalf("got %v", err)
 	}
-	if err := b.List(context.Background(), "", func(oi ObjectInfo) error { return fmt.Errorf("object %s created", oi.Key) }); err != nil {
+	if err := b.List(context.Background(), "", func(oi uploader.ObjectInfo) error { return fmt.Errorf("object %s created", oi.Key) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -169,7 +171,7 @@ func TestOpenVerifiedCorruption(t *testing.T) {
 		for _, k := range []*Key{nil, key} {
 			for name, mutate := range mutations {
 				t.Run(fmt.Sprintf("%s/enc=%v/%s", comp, k != nil, name), func(t *testing.T) {
-					b := newTestLocal(t).(*Local)
+					b := newTestLocal(t).(*uploader.Local)
 					res, err := enc.PutFile(ctx, b, "c", bytes.NewReader(data), int64(len(data)), EncodeOptions{Compression: comp, Key: k})
 					if err != nil {
 						t.Fatal(err)
@@ -182,7 +184,7 @@ func TestOpenVerifiedCorruption(t *testing.T) {
 					writeFile(t, path, mutate(stored))
 					got, err := readAllVerified(t, b, res.FileRecord("f", time.Time{}), DecodeOptions{Keys: []*Key{key}})
 					var ie *IntegrityError
-					if !errors.Is(err, ErrIntegrity) || !errors.As(err, &ie) || ie.Key != res.Object.Key || !strings.Contains(err.Error(), res.Object.Key) {
+					if !errors.Is(err, uploader.ErrIntegrity) || !errors.As(err, &ie) || ie.Key != res.Object.Key || !strings.Contains(err.Error(), res.Object.Key) {
 						t.Fatalf("got %v (%d bytes), want an IntegrityError naming %s", err, len(got), res.Object.Key)
 					}
 					if name != "truncate" && name != "empty" && name != "append" && !strings.HasPrefix(ie.Check, "stored") {
@@ -228,12 +230,12 @@ func TestOpenVerifiedRecordMismatch(t *testing.T) {
 	}
 	rec := good
 	rec.Object.Encryption, rec.Object.KeyID = EncryptionAESGCMStream, "0123456789abcdef"
-	if _, err := OpenVerified(ctx, b, rec, DecodeOptions{}); !errors.Is(err, ErrUnknownKey) {
+	if _, err := OpenVerified(ctx, b, rec, DecodeOptions{}); !errors.Is(err, uploader.ErrUnknownKey) {
 		t.Fatalf("unknown key: %v", err)
 	}
 	rec = good
 	rec.Object.Key += ".missing"
-	if _, err := OpenVerified(ctx, b, rec, DecodeOptions{}); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrIntegrity) {
+	if _, err := OpenVerified(ctx, b, rec, DecodeOptions{}); !errors.Is(err, uploader.ErrNotFound) || errors.Is(err, uploader.ErrIntegrity) {
 		t.Fatalf("missing object: %v", err)
 	}
 }
@@ -260,7 +262,7 @@ func zstdBomb(t testing.TB, n int) []byte {
 
 // bombRecord stores a bomb at key and returns a record that is right about
 // the stored bytes but claims a raw size of 1 KiB.
-func bombRecord(t testing.TB, b Bucket, key string, bomb []byte) FileRecord {
+func bombRecord(t testing.TB, b uploader.Bucket, key string, bomb []byte) FileRecord {
 	t.Helper()
 	mustCreate(t, b, key, bomb, putOpts(bomb))
 	return FileRecord{Name: "bomb", Size: 1024, SHA256: strings.Repeat("0", 64), CRC32C: "00000000",
@@ -306,11 +308,11 @@ func (f *flakyBody) Read(p []byte) (int, error) {
 }
 
 type flakyGetBucket struct {
-	Bucket
+	uploader.Bucket
 	after int
 }
 
-func (f flakyGetBucket) Get(ctx context.Context, key string) (io.ReadCloser, ObjectInfo, error) {
+func (f flakyGetBucket) Get(ctx context.Context, key string) (io.ReadCloser, uploader.ObjectInfo, error) {
 	rc, info, err := f.Bucket.Get(ctx, key)
 	if err != nil {
 		return nil, info, err
@@ -334,10 +336,10 @@ func TestOpenVerifiedTransportError(t *testing.T) {
 			}
 			for _, after := range []int{0, 10, 61, int(res.Object.Size / 2)} {
 				_, err := readAllVerified(t, flakyGetBucket{b, after}, res.FileRecord("f", time.Time{}), DecodeOptions{Keys: []*Key{key}})
-				if err == nil || errors.Is(err, ErrIntegrity) || !errors.Is(err, syscall.ECONNRESET) {
+				if err == nil || errors.Is(err, uploader.ErrIntegrity) || !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("%s enc=%v after %d: got %v, want the transport error", comp, k != nil, after, err)
 				}
-				if !IsTransient(err) {
+				if !uploader.IsTransient(err) {
 					t.Errorf("transport error not transient: %v", err)
 				}
 			}

@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 // Client-side encryption, format "aes-256-gcm-stream-v1".
 //
@@ -41,21 +41,20 @@ package uploader
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
+
+	"github.com/segvault/segvault/uploader"
 )
 
 // EncryptionAESGCMStream names the client-side encryption format above.
@@ -77,7 +76,7 @@ const (
 	cryptFlagMore     = 0x00
 	cryptFlagFinal    = 0x01
 	// KeySize is the size of a client-side master key.
-	KeySize = 32
+	KeySize = uploader.KeySize
 )
 
 // Key is a client-side master key. Its String never shows the material.
@@ -89,57 +88,29 @@ type Key struct {
 // ParseKey reads a key: exactly 32 raw bytes, or (surrounding whitespace
 // trimmed) 64 hex digits, or standard/URL base64 of 32 bytes.
 func ParseKey(data []byte) (*Key, error) {
-	var raw []byte
-	if len(data) == KeySize {
-		raw = data
-	} else {
-		s := string(bytes.TrimSpace(data))
-		switch {
-		case len(s) == 2*KeySize:
-			b, err := hex.DecodeString(s)
-			if err != nil {
-				return nil, fmt.Errorf("key: 64 characters but not hex: %w", err)
-			}
-			raw = b
-		default:
-			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-				if b, err := enc.DecodeString(s); err == nil && len(b) == KeySize {
-					raw = b
-					break
-				}
-			}
-			if raw == nil {
-				return nil, fmt.Errorf("key: want %d raw bytes, 64 hex digits or base64 of %d bytes", KeySize, KeySize)
-			}
-		}
+	raw, err := uploader.ParseKeyMaterial(data)
+	if err != nil {
+		return nil, err
 	}
-	k := &Key{}
-	copy(k.raw[:], raw)
-	h := sha256.New()
-	h.Write([]byte(cryptKeyIDContext))
-	h.Write(k.raw[:])
-	copy(k.id[:], h.Sum(nil))
-	return k, nil
+	return newKey(raw), nil
 }
 
 // LoadKeyFile reads a key file (see ParseKey).
 func LoadKeyFile(path string) (*Key, error) {
-	fi, err := os.Stat(path)
+	raw, err := uploader.LoadKeyMaterial(path)
 	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
+		return nil, err
 	}
-	if fi.Size() > 4096 {
-		return nil, fmt.Errorf("key file %s: %d bytes, too large for a key", path, fi.Size())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	k, err := ParseKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return k, nil
+	return newKey(raw), nil
+}
+
+func newKey(raw [KeySize]byte) *Key {
+	k := &Key{raw: raw}
+	h := sha256.New()
+	h.Write([]byte(cryptKeyIDContext))
+	h.Write(k.raw[:])
+	copy(k.id[:], h.Sum(nil))
+	return k
 }
 
 // ID is the key's fingerprint, 16 hex digits, as recorded in StoredObject.KeyID.

@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 import (
 	"bytes"
@@ -12,9 +12,10 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/segvault/segvault/internal/miniotest"
+	"github.com/segvault/segvault/uploader"
 )
 
-const benchSize = 32 << 20 // two 16 MiB parts on S3
+const benchSize = 32 << 20 // two 16 MiB parts on uploader.S3
 
 var benchData = map[string]func() []byte{
 	"compressible":   func() []byte { return compressible(benchSize) },
@@ -36,9 +37,9 @@ func cpuMeter(b *testing.B) func() {
 }
 
 // nullBucket accepts every Create and discards the body: the pipeline's own cost.
-type nullBucket struct{ Bucket }
+type nullBucket struct{ uploader.Bucket }
 
-func (nullBucket) Create(_ context.Context, _ string, r io.Reader, _ int64, _ PutOptions) error {
+func (nullBucket) Create(_ context.Context, _ string, r io.Reader, _ int64, _ uploader.PutOptions) error {
 	_, err := io.Copy(io.Discard, r)
 	return err
 }
@@ -78,7 +79,7 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkS3Put(b *testing.B) {
 	srv := miniotest.Start(b)
 	bucket := srv.NewBucket(b)
-	s := newTestS3(b, srv, bucket, func(o *S3Options) { o.PartSize = 0 })
+	s := newTestS3(b, srv, bucket, func(o *uploader.S3Options) { o.PartSize = 0 })
 	key := testKey(b, 1)
 	enc := NewEncoder(EncoderOptions{TempDir: b.TempDir()})
 	ctx := context.Background()
@@ -126,7 +127,7 @@ func BenchmarkS3Put(b *testing.B) {
 func BenchmarkS3Get(b *testing.B) {
 	srv := miniotest.Start(b)
 	bucket := srv.NewBucket(b)
-	s := newTestS3(b, srv, bucket, func(o *S3Options) { o.PartSize = 0 })
+	s := newTestS3(b, srv, bucket, func(o *uploader.S3Options) { o.PartSize = 0 })
 	key := testKey(b, 1)
 	enc := NewEncoder(EncoderOptions{TempDir: b.TempDir()})
 	ctx := context.Background()

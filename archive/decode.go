@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
+
+	"github.com/segvault/segvault/uploader"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -33,15 +35,15 @@ func (e *IntegrityError) Error() string {
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
-	return msg + ": " + ErrIntegrity.Error()
+	return msg + ": " + uploader.ErrIntegrity.Error()
 }
 
 // Unwrap returns ErrIntegrity and the underlying error.
 func (e *IntegrityError) Unwrap() []error {
 	if e.Err != nil {
-		return []error{ErrIntegrity, e.Err}
+		return []error{uploader.ErrIntegrity, e.Err}
 	}
-	return []error{ErrIntegrity}
+	return []error{uploader.ErrIntegrity}
 }
 
 // DecodeOptions configure OpenVerified.
@@ -50,9 +52,6 @@ type DecodeOptions struct {
 	// record's KeyID picks one.
 	Keys []*Key
 }
-
-// ErrUnknownKey: an object is encrypted with a key that is not configured.
-var ErrUnknownKey = errors.New("encryption key not configured")
 
 var zstdDecoders = sync.Pool{
 	New: func() any {
@@ -76,7 +75,7 @@ var zstdDecoders = sync.Pool{
 // naming the key) instead, so a caller must not trust data it wrote until
 // Read returned io.EOF. Errors reading from the store (transport) are
 // returned unchanged. Close releases the object and the decoder.
-func OpenVerified(ctx context.Context, b BucketReader, rec FileRecord, opts DecodeOptions) (io.ReadCloser, error) {
+func OpenVerified(ctx context.Context, b uploader.BucketReader, rec FileRecord, opts DecodeOptions) (io.ReadCloser, error) {
 	obj := rec.Object
 	var key *Key
 	switch obj.Encryption {
@@ -89,7 +88,7 @@ func OpenVerified(ctx context.Context, b BucketReader, rec FileRecord, opts Deco
 			}
 		}
 		if key == nil {
-			return nil, fmt.Errorf("open %s: encrypted with key %s: %w", obj.Key, obj.KeyID, ErrUnknownKey)
+			return nil, fmt.Errorf("open %s: encrypted with key %s: %w", obj.Key, obj.KeyID, uploader.ErrUnknownKey)
 		}
 	default:
 		return nil, fmt.Errorf("open %s: unsupported encryption %q", obj.Key, obj.Encryption)

@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/internal/miniotest"
+	"github.com/segvault/segvault/uploader"
 )
 
 // genReader produces n pseudo-random bytes without holding them.
@@ -85,7 +86,7 @@ func TestS3PipelineLarge(t *testing.T) {
 	}
 	srv := miniotest.Start(t)
 	ctx := context.Background()
-	s := newTestS3(t, srv, srv.NewBucket(t), func(o *S3Options) { o.PartSize = 0 }) // default 16 MiB parts
+	s := newTestS3(t, srv, srv.NewBucket(t), func(o *uploader.S3Options) { o.PartSize = 0 }) // default 16 MiB parts
 	enc := NewEncoder(EncoderOptions{TempDir: t.TempDir()})
 	key := testKey(t, 4)
 	const size = 80 << 20
@@ -123,7 +124,7 @@ func TestS3PipelineLarge(t *testing.T) {
 				t.Errorf("heap grew by %d MiB while reading back", peak>>20)
 			}
 			st, err := s.Stat(ctx, res.Object.Key)
-			if err != nil || st.Metadata[MetaRawSHA256] != res.RawSHA256 || st.Metadata[MetaSHA256] != res.Object.SHA256 {
+			if err != nil || st.Metadata[uploader.MetaRawSHA256] != res.RawSHA256 || st.Metadata[uploader.MetaSHA256] != res.Object.SHA256 {
 				t.Fatalf("metadata %v %v", st.Metadata, err)
 			}
 			// A repeated upload of the same file is recognised, not re-sent.
@@ -138,7 +139,7 @@ func TestS3PipelineLarge(t *testing.T) {
 func TestS3Pipeline(t *testing.T) {
 	srv := miniotest.Start(t)
 	ctx := context.Background()
-	newS3 := func(t *testing.T) Bucket { return newTestS3(t, srv, srv.NewBucket(t), nil) }
+	newS3 := func(t *testing.T) uploader.Bucket { return newTestS3(t, srv, srv.NewBucket(t), nil) }
 	enc := NewEncoder(EncoderOptions{TempDir: t.TempDir()})
 	key := testKey(t, 6)
 	data := compressible(2 << 20)
@@ -160,25 +161,25 @@ func TestS3Pipeline(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("round trip: %v", err)
 		}
-		if _, err := OpenVerified(ctx, s, res.FileRecord("0.log", time.Time{}), DecodeOptions{Keys: []*Key{testKey(t, 1)}}); !errors.Is(err, ErrUnknownKey) {
+		if _, err := OpenVerified(ctx, s, res.FileRecord("0.log", time.Time{}), DecodeOptions{Keys: []*Key{testKey(t, 1)}}); !errors.Is(err, uploader.ErrUnknownKey) {
 			t.Fatalf("without the key: %v", err)
 		}
 	})
 
 	t.Run("CorruptedObject", func(t *testing.T) {
 		for _, k := range []*Key{nil, key} {
-			s := newS3(t).(*S3)
+			s := newS3(t).(*uploader.S3)
 			res, err := enc.PutFile(ctx, s, "c/0.log", bytes.NewReader(data), int64(len(data)), EncodeOptions{Key: k})
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv.CorruptObject(t, s.opts.Bucket, res.Object.Key, func(p []byte) []byte { p[len(p)/3] ^= 0x04; return p })
+			srv.CorruptObject(t, s.BucketName(), res.Object.Key, func(p []byte) []byte { p[len(p)/3] ^= 0x04; return p })
 			got, err := readAllVerified(t, s, res.FileRecord("0.log", time.Time{}), DecodeOptions{Keys: []*Key{key}})
 			var ie *IntegrityError
-			if !errors.As(err, &ie) || !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), res.Object.Key) || ie.Check != "stored sha256" {
+			if !errors.As(err, &ie) || !errors.Is(err, uploader.ErrIntegrity) || !strings.Contains(err.Error(), res.Object.Key) || ie.Check != "stored sha256" {
 				t.Fatalf("enc=%v: got %v after %d bytes, want a stored sha256 IntegrityError naming %s", k != nil, err, len(got), res.Object.Key)
 			}
-			if IsTransient(err) {
+			if uploader.IsTransient(err) {
 				t.Error("corruption classed transient")
 			}
 			// The stored metadata still claims the original digest: a
@@ -205,10 +206,9 @@ func TestS3Pipeline(t *testing.T) {
 		}
 		other := bytes.Clone(data)
 		other[0] = 'X'
-		if _, err := enc.PutFile(ctx, s, "k/0.log", bytes.NewReader(other), int64(len(other)), EncodeOptions{}); !errors.Is(err, ErrConflict) {
-			t.Fatalf("got %v, want ErrConflict", err)
+		if _, err := enc.PutFile(ctx, s, "k/0.log", bytes.NewReader(other), int64(len(other)), EncodeOptions{}); !errors.Is(err, uploader.ErrConflict) {
+			t.Fatalf("got %v, want uploader.ErrConflict", err)
 		}
 	})
 
-	t.Run("Retries", func(t *testing.T) { testRetries(t, newS3) })
 }

@@ -1,4 +1,4 @@
-package uploader
+package archive
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/segvault/segvault/uploader"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -186,7 +188,7 @@ func (e *Encoder) sampleSize(sample []byte) (int, error) {
 // its stored bytes are identical), PutFile succeeds with Existed set and
 // describes the existing object; otherwise it returns an error wrapping
 // ErrConflict.
-func (e *Encoder) PutFile(ctx context.Context, b Bucket, key string, src io.Reader, rawSize int64, opts EncodeOptions) (PutResult, error) {
+func (e *Encoder) PutFile(ctx context.Context, b uploader.Bucket, key string, src io.Reader, rawSize int64, opts EncodeOptions) (PutResult, error) {
 	comp := opts.Compression
 	switch comp {
 	case "", CompressionAuto, CompressionZstd, CompressionNone:
@@ -198,7 +200,7 @@ func (e *Encoder) PutFile(ctx context.Context, b Bucket, key string, src io.Read
 	defer e.readBufs.Put(rbp)
 	buf := *rbp
 
-	src = &ctxReader{ctx: ctx, r: src}
+	src = &uploader.CtxReader{Ctx: ctx, R: src}
 	first, err := io.ReadFull(src, buf)
 	srcEOF := false
 	switch {
@@ -301,20 +303,20 @@ func (e *Encoder) PutFile(ctx context.Context, b Bucket, key string, src io.Read
 	for k, v := range opts.Metadata {
 		md[strings.ToLower(k)] = v
 	}
-	md[MetaRawSize] = strconv.FormatInt(res.RawSize, 10)
-	md[MetaRawSHA256] = res.RawSHA256
-	md[MetaRawCRC32C] = res.RawCRC32C
-	md[MetaCompression] = comp
+	md[uploader.MetaRawSize] = strconv.FormatInt(res.RawSize, 10)
+	md[uploader.MetaRawSHA256] = res.RawSHA256
+	md[uploader.MetaRawCRC32C] = res.RawCRC32C
+	md[uploader.MetaCompression] = comp
 	if enc != EncryptionNone {
-		md[MetaEncryption] = enc
-		md[MetaKeyID] = keyID
+		md[uploader.MetaEncryption] = enc
+		md[uploader.MetaKeyID] = keyID
 	}
-	put := PutOptions{SHA256: res.Object.SHA256, CRC32C: res.Object.CRC32C, ContentType: opts.ContentType, Metadata: md}
+	put := uploader.PutOptions{SHA256: res.Object.SHA256, CRC32C: res.Object.CRC32C, ContentType: opts.ContentType, Metadata: md}
 	err = b.Create(ctx, res.Object.Key, body, res.Object.Size, put)
 	if err == nil {
 		return res, nil
 	}
-	if !errors.Is(err, ErrExists) {
+	if !errors.Is(err, uploader.ErrExists) {
 		return PutResult{}, err
 	}
 	existing, same, cerr := sameRaw(ctx, b, res)
@@ -322,7 +324,7 @@ func (e *Encoder) PutFile(ctx context.Context, b Bucket, key string, src io.Read
 		return PutResult{}, cerr
 	}
 	if !same {
-		return PutResult{}, fmt.Errorf("put %s: %w", res.Object.Key, ErrConflict)
+		return PutResult{}, fmt.Errorf("put %s: %w", res.Object.Key, uploader.ErrConflict)
 	}
 	res.Object = existing
 	res.Existed = true
@@ -333,32 +335,32 @@ func (e *Encoder) PutFile(ctx context.Context, b Bucket, key string, src io.Read
 // With raw-size/raw-sha256 metadata the raw content decides, whatever the
 // stored form (encryption is randomised, so a re-upload never produces the
 // same stored bytes); without it, the stored bytes must be identical.
-func sameRaw(ctx context.Context, b BucketReader, want PutResult) (StoredObject, bool, error) {
+func sameRaw(ctx context.Context, b uploader.BucketReader, want PutResult) (StoredObject, bool, error) {
 	key := want.Object.Key
 	info, err := b.Stat(ctx, key)
 	if err != nil {
 		return StoredObject{}, false, fmt.Errorf("compare existing %s: %w", key, err)
 	}
 	md := info.Metadata
-	if rs, ok := parseSize(md[MetaRawSize]); ok && md[MetaRawSHA256] != "" {
-		if rs != want.RawSize || md[MetaRawSHA256] != want.RawSHA256 {
+	if rs, ok := parseSize(md[uploader.MetaRawSize]); ok && md[uploader.MetaRawSHA256] != "" {
+		if rs != want.RawSize || md[uploader.MetaRawSHA256] != want.RawSHA256 {
 			return StoredObject{}, false, nil
 		}
 		obj := StoredObject{
 			Key:         key,
 			Size:        info.Size,
-			SHA256:      md[MetaSHA256],
-			CRC32C:      md[MetaCRC32C],
-			Compression: md[MetaCompression],
-			Encryption:  md[MetaEncryption],
-			KeyID:       md[MetaKeyID],
+			SHA256:      md[uploader.MetaSHA256],
+			CRC32C:      md[uploader.MetaCRC32C],
+			Compression: md[uploader.MetaCompression],
+			Encryption:  md[uploader.MetaEncryption],
+			KeyID:       md[uploader.MetaKeyID],
 		}
 		if obj.SHA256 == "" || obj.CRC32C == "" || obj.Compression == "" {
 			return StoredObject{}, false, fmt.Errorf("compare existing %s: raw digests recorded but stored digests or compression missing", key)
 		}
 		return obj, true, nil
 	}
-	same, err := sameStored(ctx, b, key, want.Object.Size, want.Object.SHA256)
+	same, err := uploader.SameStored(ctx, b, key, want.Object.Size, want.Object.SHA256)
 	if err != nil || !same {
 		return StoredObject{}, false, err
 	}
