@@ -14,7 +14,7 @@ const (
 	SegmentManifestFormat = "segvault.segment"
 	LogDirManifestFormat  = "segvault.logdir"
 	GapMarkerFormat       = "segvault.gap"
-	ManifestVersion       = 1
+	ManifestVersion       = 1 // v1; v2 manifests carry ManifestVersionV2
 )
 
 // Compression and encryption names recorded per object.
@@ -42,14 +42,23 @@ type StoredObject struct {
 }
 
 // FileRecord is one archived file: what it was on disk and how it is stored.
+// A v1 record has Object (one object, one compressed/encrypted stream); a v2
+// record has Chunks (independently decodable pieces, in raw order, covering
+// Size) and DataKey (the object its chunks live in unless a chunk names
+// another).
 type FileRecord struct {
-	Name    string       `json:"name"`   // file name in the partition dir, e.g. 00000000000000000000.log
-	Size    int64        `json:"size"`   // raw bytes
-	SHA256  string       `json:"sha256"` // of the raw bytes
-	CRC32C  string       `json:"crc32c"` // of the raw bytes
+	Name    string       `json:"name"`             // file name in the partition dir, e.g. 00000000000000000000.log
+	Size    int64        `json:"size"`             // raw bytes
+	SHA256  string       `json:"sha256"`           // of the raw bytes
+	CRC32C  string       `json:"crc32c,omitempty"` // of the raw bytes (v1)
 	ModTime time.Time    `json:"mtime"`
-	Object  StoredObject `json:"object"`
+	Object  StoredObject `json:"object,omitzero"` // v1
+	DataKey string       `json:"data_key,omitempty"`
+	Chunks  []Chunk      `json:"chunks,omitempty"`
 }
+
+// IsV2 reports whether the record is stored as v2 chunks.
+func (f FileRecord) IsV2() bool { return f.Object.Key == "" && f.DataKey != "" }
 
 // PartitionState carries the small partition-dir files a rebuild needs, as
 // they were when the segment was archived.
@@ -78,14 +87,20 @@ type SegmentManifest struct {
 	// NextSegmentBase is the base offset of the segment that followed this
 	// one in the partition when it was archived: the segment covers
 	// [BaseOffset, NextSegmentBase). Restore checks chains with it.
-	NextSegmentBase int64            `json:"next_segment_base"`
-	ContentID       string           `json:"content_id"`
-	CreatedAt       time.Time        `json:"created_at"`
-	Agent           string           `json:"agent"`      // "segvault <version>"
-	Validation      string           `json:"validation"` // "shallow" or "deep"
-	Files           []FileRecord     `json:"files"`      // the .log first
-	Summary         *segment.Summary `json:"summary"`
-	PartitionState  *PartitionState  `json:"partition_state,omitempty"`
+	NextSegmentBase int64  `json:"next_segment_base"`
+	ContentID       string `json:"content_id"` // first 12 hex digits of the .log's SHA-256
+	// UploadID (v2) is the key element naming this upload (archive.UploadID).
+	UploadID string `json:"upload_id,omitempty"`
+	// CreatedAt (v1) is when the manifest was written; v2 manifests carry no
+	// wall-clock time, so a retried commit is byte-identical, and record the
+	// .log's modification time instead.
+	CreatedAt      time.Time        `json:"created_at,omitzero"`
+	SourceModTime  time.Time        `json:"source_mtime,omitzero"`
+	Agent          string           `json:"agent"`      // "segvault <version>"
+	Validation     string           `json:"validation"` // "shallow" or "deep"
+	Files          []FileRecord     `json:"files"`      // the .log first
+	Summary        *segment.Summary `json:"summary"`
+	PartitionState *PartitionState  `json:"partition_state,omitempty"`
 }
 
 // Ref is the manifest's SegmentRef.
