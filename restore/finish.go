@@ -110,11 +110,11 @@ func hasFile(s Segment, kind segment.FileKind) bool {
 // findCut returns how many segments to keep and the byte length of the last
 // one (-1: whole) so that only batches with lastOffset <= toOffset and
 // maxTimestamp <= toTime remain (a prefix: the first batch over either
-// bound ends the log).
+// bound ends the log; index.PointInTime).
 func findCut(dir string, segs []Segment, toOffset, toTime int64) (int, int64, error) {
+	pit := index.PointInTime{ToOffset: toOffset, ToTime: toTime}
 	for i, s := range segs {
-		sum := s.Manifest.Summary
-		if (toOffset < 0 || sum.LastOffset <= toOffset) && (toTime < 0 || sum.MaxTimestamp <= toTime) {
+		if pit.KeepsWhole(s.Manifest.Summary) {
 			continue
 		}
 		path := filepath.Join(dir, segment.FormatName(s.Manifest.BaseOffset, segment.KindLog))
@@ -127,19 +127,11 @@ func findCut(dir string, segs []Segment, toOffset, toTime int64) (int, int64, er
 		if err != nil {
 			return 0, 0, err
 		}
-		r := segment.NewReader(f, fi.Size(), path, segment.ReaderOptions{BaseOffset: s.Manifest.BaseOffset})
-		var length int64
-		for r.Next() {
-			b := r.Batch()
-			if (toOffset >= 0 && b.LastOffset() > toOffset) || (toTime >= 0 && b.MaxTimestamp > toTime) {
-				break
-			}
-			length = b.Pos + b.Size()
-		}
-		if err := r.Err(); err != nil {
+		p, err := index.CutPrefix(f, fi.Size(), path, s.Manifest.BaseOffset, pit)
+		if err != nil {
 			return 0, 0, err
 		}
-		return i + 1, length, nil
+		return i + 1, p.Length, nil
 	}
 	return len(segs), -1, nil
 }
