@@ -109,6 +109,16 @@ func (m *SegmentManifest) Ref() SegmentRef {
 		BaseOffset: m.BaseOffset, Broker: m.BrokerID, ContentID: m.ContentID}
 }
 
+// Time orders versions of one segment: when the manifest was written (v1)
+// or, for v2 manifests, which carry no wall-clock time, the .log's
+// modification time.
+func (m *SegmentManifest) Time() time.Time {
+	if !m.CreatedAt.IsZero() {
+		return m.CreatedAt
+	}
+	return m.SourceModTime
+}
+
 // LogFile returns the record of the segment's .log file.
 func (m *SegmentManifest) LogFile() (FileRecord, bool) {
 	for _, f := range m.Files {
