@@ -94,13 +94,13 @@ type SegmentManifest struct {
 	// CreatedAt (v1) is when the manifest was written; v2 manifests carry no
 	// wall-clock time, so a retried commit is byte-identical, and record the
 	// .log's modification time instead.
-	CreatedAt      time.Time        `json:"created_at,omitzero"`
-	SourceModTime  time.Time        `json:"source_mtime,omitzero"`
-	Agent          string           `json:"agent"`      // "segvault <version>"
-	Validation     string           `json:"validation"` // "shallow" or "deep"
-	Files          []FileRecord     `json:"files"`      // the .log first
-	Summary        *segment.Summary `json:"summary"`
-	PartitionState *PartitionState  `json:"partition_state,omitempty"`
+	CreatedAt      time.Time       `json:"created_at,omitzero"`
+	SourceModTime  time.Time       `json:"source_mtime,omitzero"`
+	Agent          string          `json:"agent"`      // "segvault <version>"
+	Validation     string          `json:"validation"` // "shallow" or "deep"
+	Files          []FileRecord    `json:"files"`      // the .log first
+	Summary        *SegmentSummary `json:"summary"`
+	PartitionState *PartitionState `json:"partition_state,omitempty"`
 }
 
 // Ref is the manifest's SegmentRef.
