@@ -60,6 +60,19 @@ type FileRecord struct {
 // IsV2 reports whether the record is stored as v2 chunks.
 func (f FileRecord) IsV2() bool { return f.Object.Key == "" && f.DataKey != "" }
 
+// StoredSize is how many bytes the file takes in the bucket: its v1
+// object's size, or the sum of its v2 chunks' stored sizes.
+func (f FileRecord) StoredSize() int64 {
+	if !f.IsV2() {
+		return f.Object.Size
+	}
+	var n int64
+	for _, c := range f.Chunks {
+		n += c.StoredSize
+	}
+	return n
+}
+
 // PartitionState carries the small partition-dir files a rebuild needs, as
 // they were when the segment was archived.
 type PartitionState struct {

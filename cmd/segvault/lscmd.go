@@ -300,7 +300,7 @@ func runLs(c *cli.Context) error {
 			for _, s := range p.Snapshots {
 				lp.snapshot = max(lp.snapshot, s.Manifest.BaseOffset)
 				for _, f := range s.Manifest.Files {
-					lp.Stored += f.Object.Size
+					lp.Stored += f.StoredSize()
 				}
 			}
 			delete(lost, pk)
@@ -314,7 +314,7 @@ func runLs(c *cli.Context) error {
 					lt = sum.MaxTimestamp
 				}
 				for _, f := range s.Manifest.Files {
-					lp.Stored += f.Object.Size
+					lp.Stored += f.StoredSize()
 				}
 			}
 			if ft >= 0 {
