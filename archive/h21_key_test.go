@@ -59,6 +59,9 @@ func TestH21ParseKeyEveryKind(t *testing.T) {
 			if gl, gk, ok := GuessKey(c.key); !ok || gk != c.want || gl.Prefix != l.Prefix && prefix != "a/b/v1/" {
 				t.Errorf("GuessKey(%q) = %q %+v %v", c.key, gl.Prefix, gk, ok)
 			}
+			if again := h21Rebuild(l, got); again != c.key {
+				t.Errorf("%s: rebuilt as %s", c.key, again)
+			}
 			if _, ok := ParseKey(NewLayout("other"), c.key); ok {
 				t.Errorf("%s parsed under another prefix", c.key)
 			}
@@ -83,22 +86,30 @@ func TestH21ParseKeyHostile(t *testing.T) {
 		"p/v1/c/topics/t/0/id/segments/-1/1-abc/manifest.json",
 		"p/v1/c/topics/t/0/id/segments/+1/1-abc/manifest.json",
 		"p/v1/c/topics/t/0/id/segments/ 1/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/id/segments/1/4294967296-abc/manifest.json", // broker > int32
-		"p/v1/c/topics/t/2147483648/id/segments/1/1-abc/manifest.json", // partition > int32
-		"p/v1/c/topics/t/-1/id/segments/1/1-abc/manifest.json",
-		"p/v1/c/topics/../0/id/segments/1/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/./segments/1/1-abc/manifest.json",
-		"p/v1/../topics/t/0/id/segments/1/1-abc/manifest.json",
-		"p/v1//topics/t/0/id/segments/1/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/id/segments/1/1-../manifest.json",
-		"p/v1/c/topics/t/0/id/snapshots/1/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/id/snapshots/1-/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/id/snapshots/1-x/1-abc/manifest.json",
-		"p/v1/c/topics/t/0/id/other/1/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/id/segments/00000000000000000001/4294967296-abc/manifest.json", // broker > int32
+		"p/v1/c/topics/t/2147483648/id/segments/00000000000000000001/1-abc/manifest.json", // partition > int32
+		"p/v1/c/topics/t/-1/id/segments/00000000000000000001/1-abc/manifest.json",
+		"p/v1/c/topics/../0/id/segments/00000000000000000001/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/./segments/00000000000000000001/1-abc/manifest.json",
+		"p/v1/../topics/t/0/id/segments/00000000000000000001/1-abc/manifest.json",
+		"p/v1//topics/t/0/id/segments/00000000000000000001/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/id/segments/00000000000000000001/1-../manifest.json",
+		"p/v1/c/topics/t/0/id/snapshots/00000000000000000001/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/id/snapshots/1-0000000001/1-abc/manifest.json",                    // offset not padded
+		"p/v1/c/topics/t/0/id/snapshots/00000000000000000001-1/1-abc/manifest.json",          // epoch not padded
+		"p/v1/c/topics/t/0/id/snapshots/00000000000000000001-9999999999/1-abc/manifest.json", // epoch > int32
+		"p/v1/c/topics/t/0/id/segments/1/1-abc/manifest.json",                                // base not padded
+		"p/v1/c/topics/t/00/id/segments/00000000000000000001/1-abc/manifest.json",            // partition with a leading zero
+		"p/v1/c/topics/t/0/id/segments/00000000000000000001/01-abc/manifest.json",            // broker with a leading zero
+		"p/v1/c/topics/t/0/id/gaps/1-1.json",                                                 // base not padded
+		"p/v2/c/brokers/1/tails/1-abc.pack",                                                  // seq not padded
+		"p/v1/c/topics/t/0/id/snapshots/00000000000000000001-/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/id/snapshots/00000000000000000001-x/1-abc/manifest.json",
+		"p/v1/c/topics/t/0/id/other/00000000000000000001/1-abc/manifest.json",
 		"p/v1/c/topics/t/0/id/gaps/1-2",
-		"p/v1/c/topics/t/0/id/gaps/1.json",
-		"p/v1/c/topics/t/0/id/gaps/1-x.json",
-		"p/v1/c/topics/t/0/id/gaps/x/1-2.json",
+		"p/v1/c/topics/t/0/id/gaps/00000000000000000001.json",
+		"p/v1/c/topics/t/0/id/gaps/00000000000000000001-x.json",
+		"p/v1/c/topics/t/0/id/gaps/x/00000000000000000001-2.json",
 		"p/v1/c/brokers/1/logdirs/d/notatime.json",
 		"p/v1/c/brokers/1/logdirs/d/20260102T150405.000000000Z",
 		"p/v1/c/brokers/x/logdirs/d/20260102T150405.000000000Z.json",
@@ -120,7 +131,57 @@ func TestH21ParseKeyHostile(t *testing.T) {
 			t.Errorf("ParseKey(%q) = %+v, want false", k, got)
 		}
 	}
-	if _, _, ok := GuessKey("/tmp/x/bucket/v1/c/topics/t/0/id/segments/1/1-abc/manifest.json"); !ok {
+	if _, _, ok := GuessKey("/tmp/x/bucket/v1/c/topics/t/0/id/segments/00000000000000000001/1-abc/manifest.json"); !ok {
 		t.Error("GuessKey of a local path: not parsed")
 	}
+}
+
+// h21Rebuild builds the key k describes with the Layout's builders.
+func h21Rebuild(l Layout, k KeyInfo) string {
+	r := k.Ref()
+	switch k.Kind {
+	case KeySegmentManifest, KeySnapshotManifest:
+		return k.VersionDir(l) + ManifestName
+	case KeySegmentData, KeySnapshotData:
+		return k.VersionDir(l) + k.File
+	case KeyGap:
+		if k.Version == LayoutVersionV2 {
+			return l.GapKeyV2(r)
+		}
+		return l.GapKey(r)
+	case KeyLogDir:
+		if k.Version == LayoutVersionV2 {
+			return l.LogDirKeyV2(k.Cluster, k.Broker, k.LogDir, k.CaptureTime)
+		}
+		return l.LogDirKey(k.Cluster, k.Broker, k.LogDir, k.CaptureTime)
+	case KeyTailPack:
+		return l.TailPackKey(k.Cluster, k.Broker, k.Seq, k.VersionID)
+	case KeyTailManifest:
+		return l.TailManifestKey(k.Cluster, k.Broker, k.Seq, k.VersionID)
+	case KeyClaim:
+		return l.ClaimKey(k.Cluster, k.Topic, k.Partition)
+	}
+	return ""
+}
+
+// FuzzH21ParseKey: no panic, and a key ParseKey accepts is exactly the key
+// the builders make of what it says.
+func FuzzH21ParseKey(f *testing.F) {
+	l := NewLayout("p")
+	r := SegmentRef{Cluster: "c", Topic: "t", Partition: 3, TopicID: NoTopicID, BaseOffset: 77, Broker: 2, ContentID: "abc123"}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, k := range []string{l.ManifestKey(r), l.DataKey(r, "x.log", ".zst"), l.SnapshotDir(r, 4) + "y", l.GapKey(r), l.GapKeyV2(r),
+		l.LogDirKey("c", 2, "d", at), l.LogDirKeyV2("c", 2, "d", at), l.TailPackKey("c", 2, 9, "ff"), l.TailManifestKey("c", 2, 9, "ff"),
+		l.ClaimKey("c", "t", 3), l.SegmentDirV2(r) + ManifestName, "p/v1/x"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		k, ok := ParseKey(l, key)
+		if !ok {
+			return
+		}
+		if again := h21Rebuild(l, k); again != key {
+			t.Fatalf("%q parsed as %+v, which builds %q", key, k, again)
+		}
+	})
 }

@@ -92,7 +92,10 @@ func (k KeyInfo) VersionDir(l Layout) string {
 // ParseKey classifies an object key of either layout version under l's
 // prefix. It returns false for a key outside the layout (another prefix,
 // not segvault's) or one whose elements do not parse: empty, "." or ".."
-// elements, numbers out of range, a missing version id.
+// elements, numbers out of range or not in the form the key builders write
+// (zero-padded offsets, no leading zeros elsewhere), a version id that is
+// not letters and digits. A key it accepts is the one the builders make
+// from the KeyInfo.
 func ParseKey(l Layout, key string) (KeyInfo, bool) {
 	var k KeyInfo
 	rest, ok := strings.CutPrefix(key, l.Prefix)
@@ -148,14 +151,14 @@ func (k *KeyInfo) parseTopicKey(f []string) bool {
 		}
 		if f[3] == "segments" {
 			k.Kind = KeySegmentManifest
-			k.BaseOffset, ok = parseInt64(f[4])
+			k.BaseOffset, ok = parsePadded(f[4], 20)
 		} else {
 			k.Kind = KeySnapshotManifest
 			off, epoch, found := strings.Cut(f[4], "-")
-			k.BaseOffset, ok = parseInt64(off)
-			var eok bool
-			k.SnapshotEpoch, eok = parseInt32(epoch)
-			ok = ok && eok && found
+			k.BaseOffset, ok = parsePadded(off, 20)
+			e, eok := parsePadded(epoch, 10)
+			k.SnapshotEpoch = int32(e)
+			ok = ok && eok && found && e <= 1<<31-1
 		}
 		if !ok {
 			return false
@@ -177,7 +180,7 @@ func (k *KeyInfo) parseTopicKey(f []string) bool {
 		name, found := strings.CutSuffix(f[4], ".json")
 		b, broker, found2 := strings.Cut(name, "-")
 		var ok2 bool
-		k.BaseOffset, ok = parseInt64(b)
+		k.BaseOffset, ok = parsePadded(b, 20)
 		k.Broker, ok2 = parseInt32(broker)
 		k.Kind = KeyGap
 		return found && found2 && ok && ok2
@@ -196,7 +199,7 @@ func (k *KeyInfo) parseBrokerKey(f []string, v2 bool) bool {
 	case f[1] == "logdirs" && len(f) == 4:
 		name, found := strings.CutSuffix(f[3], ".json")
 		t, err := time.Parse(CaptureTimeFormat, name)
-		if !found || err != nil {
+		if !found || err != nil || t.Format(CaptureTimeFormat) != name {
 			return false
 		}
 		k.Kind, k.LogDir, k.CaptureTime = KeyLogDir, f[2], t
@@ -211,7 +214,7 @@ func (k *KeyInfo) parseBrokerKey(f []string, v2 bool) bool {
 			return false
 		}
 		seq, id, found := strings.Cut(name, "-")
-		if k.Seq, ok = parseInt64(seq); !ok || !found || !isVersionID(id) {
+		if k.Seq, ok = parsePadded(seq, 20); !ok || !found || !isVersionID(id) {
 			return false
 		}
 		k.VersionID = id
@@ -224,12 +227,26 @@ func (k *KeyInfo) parseBrokerKey(f []string, v2 bool) bool {
 	return false
 }
 
-// parseInt64 parses a non-negative decimal (digits only: no sign, no
-// spaces) that fits an int64.
-func parseInt64(s string) (int64, bool) {
-	if s == "" || len(s) > 20 {
+// parsePadded parses a non-negative decimal zero-padded to width digits,
+// as the key builders write offsets, epochs and sequence numbers.
+func parsePadded(s string, width int) (int64, bool) {
+	if len(s) != width {
 		return 0, false
 	}
+	return parseDigits(s)
+}
+
+// parseInt64 parses a non-negative decimal in canonical form (digits only,
+// no sign, no spaces, no leading zero) that fits an int64, as the key
+// builders write partitions and broker ids.
+func parseInt64(s string) (int64, bool) {
+	if s == "" || len(s) > 20 || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	return parseDigits(s)
+}
+
+func parseDigits(s string) (int64, bool) {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, false
