@@ -161,18 +161,18 @@ func TestH21CheckBothRoots(t *testing.T) {
 		got[r.Path] = r
 	}
 	want := map[string]string{
-		keys["v1man"]:    "corrupt", // "x"
-		keys["snapman"]:  "corrupt", // KRaft snapshot manifests are checked
-		keys["v2log"]:    "error",   // read by OpenFile: no v2 reader in this build yet
-		keys["v2orphan"]: "orphan",
-		keys["v1data"]:   "orphan", // its manifest does not decode
-		keys["snapdata"]: "orphan",
-		keys["unknown"]:  "orphan",
-		keys["gap"]:      "ok",
-		keys["logdir1"]:  "corrupt",
-		keys["logdir2"]:  "corrupt",
-		keys["tail"]:     "ok",
-		keys["tail2"]:    "ok",
+		keys["v1man"]:                    "corrupt", // "x"
+		keys["snapman"]:                  "corrupt", // KRaft snapshot manifests are checked
+		keys["v2log"]:                    "error",   // read by OpenFile: no v2 reader in this build yet
+		keys["v2orphan"]:                 "orphan",
+		keys["v1data"]:                   "orphan", // its manifest does not decode
+		keys["snapdata"]:                 "orphan",
+		keys["unknown"]:                  "orphan",
+		keys["gap"]:                      "ok",
+		keys["logdir1"]:                  "corrupt",
+		keys["logdir2"]:                  "corrupt",
+		keys["tail"]:                     "ok",
+		keys["tail2"]:                    "ok",
 		l.TailPackKey("c", 1, 2, "eeee"): "missing",
 		keys["claim"]:                    "ok",
 	}
