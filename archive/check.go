@@ -9,8 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/segment"
@@ -334,4 +339,82 @@ func checkTailManifest(ctx context.Context, b uploader.BucketReader, e Entry) (C
 		return r, nil
 	}
 	return r, m
+}
+
+// Sample chooses which manifests a sampled check (verify --scrub --sample)
+// reads back. With a state file, runs rotate through the manifests in key
+// order from a saved cursor, so ceil(1/Fraction) runs read everything;
+// without one, the window of ceil(Fraction*N) manifests starts at a
+// position seeded by the run time.
+type Sample struct {
+	Fraction  float64
+	StatePath string // the --scrub-state file, "" for none
+	Store     string // the cursor is only reused for the same store and prefix
+	// Pending, when set, receives the new cursor instead of the file: the
+	// caller saves it (SaveSampleCursor) only once the run has read its
+	// whole window.
+	Pending *[]byte
+}
+
+// sampleCursor is the --scrub-state file.
+type sampleCursor struct {
+	Store string `json:"store"`
+	Next  string `json:"next_manifest"` // the first manifest key of the next run
+}
+
+// Choose returns the indexes of keys (sorted) to read, and saves the
+// cursor (CheckOptions.Choose).
+func (s Sample) Choose(keys []string) ([]int, error) {
+	n := len(keys)
+	if s.Fraction >= 1 || n == 0 {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return all, nil
+	}
+	k := int(math.Ceil(s.Fraction * float64(n)))
+	start := 0
+	if s.StatePath == "" {
+		start = int(uint64(time.Now().UnixNano()) % uint64(n))
+	} else {
+		var cur sampleCursor
+		data, err := os.ReadFile(s.StatePath)
+		switch {
+		case err == nil:
+			if json.Unmarshal(data, &cur) != nil {
+				return nil, fmt.Errorf("--scrub-state %s: not a scrub cursor (delete it to start over)", s.StatePath)
+			}
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("--scrub-state: %w", err)
+		}
+		if cur.Store == s.Store {
+			start = sort.SearchStrings(keys, cur.Next) % n
+		}
+	}
+	out := make([]int, 0, k)
+	for i := 0; i < k; i++ {
+		out = append(out, (start+i)%n)
+	}
+	if s.StatePath != "" {
+		data, _ := json.Marshal(sampleCursor{Store: s.Store, Next: keys[(start+k)%n]})
+		if s.Pending != nil {
+			*s.Pending = data
+			return out, nil
+		}
+		return out, SaveSampleCursor(s.StatePath, data)
+	}
+	return out, nil
+}
+
+// SaveSampleCursor writes the --scrub-state file (temp file, rename).
+func SaveSampleCursor(statePath string, data []byte) error {
+	tmp := statePath + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("--scrub-state: %w", err)
+	}
+	if err := os.Rename(tmp, statePath); err != nil {
+		return fmt.Errorf("--scrub-state: %w", err)
+	}
+	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -595,66 +594,15 @@ type scrubSelection struct {
 	pending *[]byte
 }
 
-// scrubCursor is the --scrub-state file.
-type scrubCursor struct {
-	Store string `json:"store"`
-	Next  string `json:"next_manifest"` // the first manifest key of the next run
-}
-
-// choose returns the indexes of keys (sorted) to read, and saves the cursor.
+// choose returns the indexes of keys (sorted) to read, and saves the cursor
+// (archive.Sample).
 func (s scrubSelection) choose(keys []string) ([]int, error) {
-	n := len(keys)
-	if s.fraction >= 1 || n == 0 {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		return all, nil
-	}
-	k := int(math.Ceil(s.fraction * float64(n)))
-	start := 0
-	if s.statePath == "" {
-		start = int(uint64(time.Now().UnixNano()) % uint64(n))
-	} else {
-		var cur scrubCursor
-		data, err := os.ReadFile(s.statePath)
-		switch {
-		case err == nil:
-			if json.Unmarshal(data, &cur) != nil {
-				return nil, fmt.Errorf("--scrub-state %s: not a scrub cursor (delete it to start over)", s.statePath)
-			}
-		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("--scrub-state: %w", err)
-		}
-		if cur.Store == s.store {
-			start = sort.SearchStrings(keys, cur.Next) % n
-		}
-	}
-	out := make([]int, 0, k)
-	for i := 0; i < k; i++ {
-		out = append(out, (start+i)%n)
-	}
-	if s.statePath != "" {
-		data, _ := json.Marshal(scrubCursor{Store: s.store, Next: keys[(start+k)%n]})
-		if s.pending != nil {
-			*s.pending = data
-			return out, nil
-		}
-		return out, saveScrubCursor(s.statePath, data)
-	}
-	return out, nil
+	return archive.Sample{Fraction: s.fraction, StatePath: s.statePath, Store: s.store, Pending: s.pending}.Choose(keys)
 }
 
 // saveScrubCursor writes the --scrub-state file (temp file, rename).
 func saveScrubCursor(statePath string, data []byte) error {
-	tmp := statePath + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	if err := os.Rename(tmp, statePath); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	return nil
+	return archive.SaveSampleCursor(statePath, data)
 }
 
 // scrub runs archive.Check (both layout roots, every manifest kind) with
