@@ -24,7 +24,7 @@ func PreviewCut(ctx context.Context, src Source, pp *PartitionPlan, toOffset, to
 	pit := index.PointInTime{ToOffset: toOffset, ToTime: toTime}
 	for _, s := range pp.Segments {
 		sum := s.Manifest.Summary
-		if pit.KeepsWhole(sum) {
+		if pit.KeepsWhole(sum.Segment()) {
 			c.Segments++
 			if sum.LastOffset >= 0 {
 				c.Kept, c.LastOffset = true, sum.LastOffset

@@ -114,7 +114,7 @@ func hasFile(s Segment, kind segment.FileKind) bool {
 func findCut(dir string, segs []Segment, toOffset, toTime int64) (int, int64, error) {
 	pit := index.PointInTime{ToOffset: toOffset, ToTime: toTime}
 	for i, s := range segs {
-		if pit.KeepsWhole(s.Manifest.Summary) {
+		if pit.KeepsWhole(s.Manifest.Summary.Segment()) {
 			continue
 		}
 		path := filepath.Join(dir, segment.FormatName(s.Manifest.BaseOffset, segment.KindLog))

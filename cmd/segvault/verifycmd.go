@@ -3,23 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/segvault/segvault/archive"
-	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/inspect"
-	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
 
