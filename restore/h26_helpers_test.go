@@ -32,6 +32,8 @@ type h26Cap struct {
 	Data      []byte
 	From, To  int64
 	Epochs    []byte // leader-epoch-checkpoint to carry (nil: no partition state)
+	Hostile   bool   // the bytes need not be valid batches (offsets then from Offsets)
+	Offsets   [2]int64
 }
 
 // h26Pack writes one tail pack and its manifest (the test producer of
@@ -57,7 +59,9 @@ func h26Pack(t *testing.T, b uploader.Bucket, layout archive.Layout, cluster str
 			tc.LastOffset, tc.LastEpoch = bt.LastOffset(), bt.PartitionLeaderEpoch
 			tc.MaxTimestamp = max(tc.MaxTimestamp, bt.MaxTimestamp)
 		}
-		if err := r.Err(); err != nil {
+		if c.Hostile {
+			tc.FirstOffset, tc.LastOffset = c.Offsets[0], c.Offsets[1]
+		} else if err := r.Err(); err != nil {
 			t.Fatalf("capture %s-%d [%d, %d) is not whole batches: %v", c.Topic, c.Partition, c.From, c.To, err)
 		}
 		for off := 0; off < len(part); off += chunkSize {

@@ -119,3 +119,105 @@ func TestH26TailNeverRolled(t *testing.T) {
 		t.Errorf("--rolled-only planned %d partitions from captures", len(p2.Partitions))
 	}
 }
+
+// TestH26TailAfterRolled: a real broker's log dir whose partition has a
+// rolled segment (archived by the agent) and an active one (captured): the
+// restore is the archived segment followed by the captured active segment,
+// byte-identical; a capture of the rolled segment taken before it rolled is
+// superseded and ignored.
+func TestH26TailAfterRolled(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	root, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	if pp0 == nil || len(pp0.Segments) != 1 || pp0.Segments[0].Manifest.NextSegmentBase != 2 {
+		t.Fatalf("archived __consumer_offsets-28: %+v", pp0)
+	}
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	rolled := h26Read(t, filepath.Join(pdir, segment.FormatName(0, segment.KindLog)))
+	active := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	t0 := time.Now().UTC()
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, t0, 64,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 0, Data: rolled, From: 0, To: int64(len(rolled))})
+	h26Pack(t, b, layout, p0.Cluster, 0, 2, t0.Add(time.Second), 64,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 2, Data: active, From: 0, To: int64(len(active))})
+	target := filepath.Join(t.TempDir(), "restored")
+	plan, _, err := h26Restore(t, b, restore.Selection{Broker: -1, Topics: regexp.MustCompile("^__consumer_offsets$"), Partitions: []int32{28}}, target, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp == nil || pp.Tail == nil || pp.Tail.Superseded != 1 || pp.Tail.Captures != 1 || len(pp.Segments) != 2 || pp.LastOffset != 2 {
+		t.Fatalf("plan %+v tail %+v", pp, pp.Tail)
+	}
+	for base, want := range map[int64][]byte{0: rolled, 2: active} {
+		got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(base, segment.KindLog)))
+		if !bytes.Equal(got, want) {
+			t.Errorf("segment %d: restored bytes differ from the broker's", base)
+		}
+	}
+	_ = root
+}
+
+// TestH26TailTruncation: the broker truncated its active segment and
+// rewrote the same offsets with other bytes (a new leader's epoch, as after
+// an unclean election): the newer chain is restored, never a mix with the
+// captures of the old content. Both a new chain from byte 0 and one that
+// continues a capture below the truncation point are followed.
+func TestH26TailTruncation(t *testing.T) {
+	orig := h26Read(t, filepath.Join(h26Fixtures, "mscaldas2012__kafka-connect-spooldir/kafka-data/docker-connect-configs-0/00000000000000000000.log"))
+	bounds := h26Bounds(t, orig, 0)
+	a, trunc, b2 := bounds[10], bounds[20], bounds[30]
+	// The rewrite: the batches from the truncation point on, with a new
+	// partition leader epoch (outside the batch CRC, as a new leader's
+	// appends of the same offsets would differ).
+	rewritten := append([]byte(nil), orig...)
+	for _, pos := range bounds[20 : len(bounds)-1] {
+		rewritten[pos+12], rewritten[pos+13], rewritten[pos+14], rewritten[pos+15] = 0, 0, 0, 7
+	}
+	if bytes.Equal(rewritten[trunc:], orig[trunc:]) {
+		t.Fatal("the rewrite changed nothing")
+	}
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		from int64 // where the new chain starts
+	}{{"new chain from 0", 0}, {"new chain continues below the truncation", a}} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "archive")
+			bk, err := uploader.NewLocal(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layout := archive.NewLayout("")
+			cfg := func(data []byte, from, to int64) h26Cap {
+				return h26Cap{Topic: "configs", TopicID: h26Topic, Data: data, From: from, To: to}
+			}
+			h26Pack(t, bk, layout, "c1", 1, 1, t0, 512, cfg(orig, 0, a))
+			h26Pack(t, bk, layout, "c1", 1, 2, t0.Add(time.Minute), 512, cfg(orig, a, b2))
+			// A later capture of the old content, then the truncation and
+			// the new chain.
+			h26Pack(t, bk, layout, "c1", 1, 3, t0.Add(2*time.Minute), 512, cfg(orig, b2, bounds[35]))
+			h26Pack(t, bk, layout, "c1", 1, 4, t0.Add(3*time.Minute), 512, cfg(rewritten, tc.from, bounds[25]))
+			target := filepath.Join(t.TempDir(), "restored")
+			plan, _, err := h26Restore(t, bk, restore.Selection{Broker: -1}, target, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := h26Read(t, filepath.Join(target, "configs-0", segment.FormatName(0, segment.KindLog)))
+			if !bytes.Equal(got, rewritten[:bounds[25]]) {
+				t.Errorf("restored %d bytes, not the new content [0, %d) (a mix of chains?)", len(got), bounds[25])
+			}
+			pp := h26Part(plan, "configs", 0)
+			if pp.Tail.Unusable != 4-pp.Tail.Captures || pp.Tail.Captures != 1+int(tc.from/max(tc.from, 1)) {
+				t.Errorf("tail plan %+v", pp.Tail)
+			}
+		})
+	}
+}
