@@ -83,7 +83,9 @@ func TestH26TailHostile(t *testing.T) {
 			h26Edit(t, root, keys[1], func(m *archive.TailManifest) { m.Captures[0].Chunks[0].Offset = m.PackSize })
 		}},
 		{name: "chunk in another object", check: "chunk key", edit: func(t *testing.T, root string, keys []string) {
-			h26Edit(t, root, keys[1], func(m *archive.TailManifest) { m.Captures[0].Chunks[0].Key = strings.TrimSuffix(keys[0], ".json") + ".pack" })
+			h26Edit(t, root, keys[1], func(m *archive.TailManifest) {
+				m.Captures[0].Chunks[0].Key = strings.TrimSuffix(keys[0], ".json") + ".pack"
+			})
 		}},
 		{name: "path traversal topic", check: "topic name", edit: func(t *testing.T, root string, keys []string) {
 			h26Edit(t, root, keys[2], func(m *archive.TailManifest) { m.Captures[0].Topic = "../../../etc" })
