@@ -861,5 +861,8 @@ func Clusters(ctx context.Context, src Source, layout archive.Layout) ([]string,
 		out = append(out, c)
 	}
 	sort.Strings(out)
+	if err == nil && len(out) == 0 {
+		return tailClusters(ctx, src, layout) // only tail captures (restore/tail.go)
+	}
 	return out, err
 }

@@ -76,6 +76,7 @@ type lsPartition struct {
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
 	snapshot  int64    // end offset of the newest KRaft snapshot, -1 when none
+	lsRestorable
 }
 
 // lsGap is an offset range missing from the archive, inclusive.
@@ -354,6 +355,7 @@ func runLs(c *cli.Context) error {
 			if lt >= 0 {
 				lp.LastTime = time.UnixMilli(lt).UTC().Format(time.RFC3339)
 			}
+			lsTail(&lp, p)
 			out = append(out, lp)
 		}
 		for pk, l := range lost { // partitions whose every archived segment was lost
