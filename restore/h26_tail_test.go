@@ -221,3 +221,64 @@ func TestH26TailTruncation(t *testing.T) {
 		})
 	}
 }
+
+// TestH26TailMetadataAndIncarnation: a whole-broker rebuild includes the
+// captures of a __cluster_metadata log that never rolled (so the broker
+// comes back with its metadata), a partition-level restore leaves them
+// out; a topic deleted and re-created since its last archived segment, and
+// never rolled since, comes back as its new incarnation from the captures,
+// unless the old one is selected.
+func TestH26TailMetadataAndIncarnation(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := h26Part(p0, "__consumer_offsets", 28)
+	// The metadata log's bytes: a real KRaft snapshot's batches (offsets
+	// 0..164), as a never-rolled __cluster_metadata-0 would hold.
+	meta := h26Read(t, filepath.Join(h26Fixtures, "ItumelengMogase__Real-Time-Data-Pipeline-for-Patient-Admissions/kafka-data/__cluster_metadata-0/00000000000000007364-0000000001.checkpoint"))
+	lsx := h26Read(t, filepath.Join(h26Fixtures, "BiggerBrain__kafka/data/lsx1-0/00000000000000000000.log"))
+	at := time.Now().UTC().Add(time.Minute)
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, at, 4096,
+		h26Cap{Topic: "__cluster_metadata", TopicID: "AAAAAAAAAAAAAAAAAAAAAQ", Data: meta, From: 0, To: int64(len(meta))},
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: h26Topic, Data: lsx, From: 0, To: int64(len(lsx))})
+
+	target := filepath.Join(t.TempDir(), "broker0")
+	plan, _, err := h26Restore(t, b, restore.Selection{Broker: 0, Metadata: true}, target, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if miss := plan.MissingMetadata(); miss != "" {
+		t.Errorf("whole-broker rebuild misses %s", miss)
+	}
+	if got := h26Read(t, filepath.Join(target, "__cluster_metadata-0", segment.FormatName(0, segment.KindLog))); !bytes.Equal(got, meta) {
+		t.Errorf("__cluster_metadata-0: restored %d bytes, want the captured %d", len(got), len(meta))
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp.TopicID != h26Topic || pp.Incarnation != old.Incarnation+1 || len(pp.Segments) != 1 || !pp.Segments[0].IsTail() {
+		t.Errorf("re-created topic: %+v", pp)
+	}
+	if got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(0, segment.KindLog))); !bytes.Equal(got, lsx) {
+		t.Errorf("re-created __consumer_offsets-28: not the new incarnation's captured bytes")
+	}
+	if _, err := os.Stat(filepath.Join(target, "__consumer_offsets-28", segment.FormatName(2, segment.KindLog))); err == nil {
+		t.Errorf("re-created __consumer_offsets-28 mixes in the old incarnation's segments")
+	}
+
+	// Partition level: no metadata log; the old incarnation on request.
+	p2, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1, TopicID: old.TopicID}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h26Part(p2, "__cluster_metadata", 0) != nil {
+		t.Error("a partition-level plan restores the metadata log")
+	}
+	if pp := h26Part(p2, "__consumer_offsets", 28); pp == nil || pp.TopicID != old.TopicID || len(pp.Segments) != len(old.Segments) {
+		t.Errorf("old incarnation selected: %+v", pp)
+	}
+}

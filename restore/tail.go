@@ -364,22 +364,28 @@ func chainFor(base int64, cs []tailCapture) tailChain {
 // addTailPartition adds the captured segments of one partition to pp and
 // reports whether it added anything.
 func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel Selection) bool {
+	tp := &TailPlan{Broker: -1, LastOffset: -1, MaxTime: -1}
+	// Incarnation: the archived one; a partition with only captures takes
+	// the topic id of its newest capture, and so does one whose topic was
+	// deleted and re-created since its last archived segment (the newest
+	// incarnation, unless one was selected).
+	newest := cs[0]
+	for _, c := range cs[1:] {
+		if newer(c, newest) {
+			newest = c
+		}
+	}
+	topicID := pp.TopicID
+	if len(pp.Segments) == 0 {
+		topicID = newest.TopicID
+	} else if sel.TopicID == "" && newest.TopicID != pp.TopicID && newest.capturedAt.After(newestArchived(pp)) {
+		*pp = PartitionPlan{Topic: pp.Topic, Partition: pp.Partition, TopicID: newest.TopicID, FirstOffset: -1, LastOffset: -1, EmptyAt: -1,
+			Incarnation: pp.Incarnation + 1}
+		topicID = newest.TopicID
+	}
 	n := int64(-1)
 	if len(pp.Segments) > 0 {
 		n = pp.Segments[len(pp.Segments)-1].Manifest.NextSegmentBase
-	}
-	tp := &TailPlan{Broker: -1, LastOffset: -1, MaxTime: -1}
-	// Incarnation: the archived one; a partition with only captures takes
-	// the topic id of its newest capture.
-	topicID := pp.TopicID
-	if len(pp.Segments) == 0 {
-		newest := cs[0]
-		for _, c := range cs[1:] {
-			if newer(c, newest) {
-				newest = c
-			}
-		}
-		topicID = newest.TopicID
 	}
 	var usable []tailCapture
 	for _, c := range cs {
@@ -400,7 +406,7 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	}
 	// Broker: the selected one (admits filtered), else the one whose
 	// newest capture is newest (the freshest view of the partition).
-	newest := usable[0]
+	newest = usable[0]
 	for _, c := range usable[1:] {
 		if newer(c, newest) {
 			newest = c
@@ -548,4 +554,17 @@ func tailSegment(cluster string, pp *PartitionPlan, topicID string, ch tailChain
 			DataKey: last.key, Chunks: chunks}},
 		Summary: sum, PartitionState: ps}
 	return Segment{Manifest: m, Key: last.key}
+}
+
+// newestArchived is when the newest archived segment of pp was written.
+func newestArchived(pp *PartitionPlan) time.Time {
+	var t time.Time
+	for _, s := range pp.Segments {
+		for _, at := range []time.Time{s.Manifest.CreatedAt, s.Manifest.SourceModTime} {
+			if at.After(t) {
+				t = at
+			}
+		}
+	}
+	return t
 }
