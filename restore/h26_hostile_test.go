@@ -200,3 +200,21 @@ func TestH26TailChainBreak(t *testing.T) {
 		t.Errorf("report gaps %q", rep.Gaps)
 	}
 }
+
+// TestH26TailAbandonMarker: the agent's abandon marker (a tail manifest
+// with no captures and no pack, for a capture interrupted before its
+// commit) is not a bad object and commits nothing.
+func TestH26TailAbandonMarker(t *testing.T) {
+	root, b, keys, data := h26HostileArchive(t)
+	h26Edit(t, root, keys[2], func(m *archive.TailManifest) { m.Captures, m.PackKey, m.PackSize = []archive.TailCapture{}, "", 0 })
+	os.Remove(filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(keys[2], ".json")+".pack")))
+	target := filepath.Join(t.TempDir(), "restored")
+	plan, _, err := h26Restore(t, b, restore.Selection{Broker: -1}, target, -1)
+	if err != nil || len(plan.Bad) > 0 {
+		t.Fatalf("restore: %v, bad %+v", err, plan)
+	}
+	bounds := h26Bounds(t, data, 0)
+	if got := h26Read(t, filepath.Join(target, "configs-0", "00000000000000000000.log")); string(got) != string(data[:bounds[30]]) {
+		t.Errorf("restored %d bytes, want the two committed captures (%d)", len(got), bounds[30])
+	}
+}

@@ -181,6 +181,9 @@ func planTails(ctx context.Context, src Source, layout archive.Layout, sel Selec
 				return bad(key, err)
 			}
 			for i, c := range m.Captures {
+				if c.TopicID == "" {
+					c.TopicID = archive.NoTopicID
+				}
 				if c.Topic == metadataTopic && !sel.Metadata {
 					continue
 				}
@@ -236,10 +239,15 @@ func containsBroker(bs []int32, b int32) bool {
 }
 
 // checkTailManifest checks that a tail manifest is the object its key names.
+// A manifest without captures (the agent's abandon marker for a capture
+// interrupted before its commit) commits nothing and names no pack.
 func checkTailManifest(layout archive.Layout, key string, m *archive.TailManifest) error {
 	c, b, seq, uid, _ := tailManifestKey(layout, key)
 	if m.ClusterID != c || m.BrokerID != b || m.Seq != seq || m.UploadID != uid {
 		return fmt.Errorf("tail manifest %s: names cluster %s broker %d seq %d upload %s, not the object of its key", key, m.ClusterID, m.BrokerID, m.Seq, m.UploadID)
+	}
+	if len(m.Captures) == 0 {
+		return nil
 	}
 	if want := layout.TailPackKey(c, b, seq, uid); m.PackKey != want {
 		return fmt.Errorf("tail manifest %s: pack key %q is not %q", key, m.PackKey, want)
@@ -390,7 +398,7 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	var usable []tailCapture
 	for _, c := range cs {
 		switch {
-		case c.TopicID != topicID && !(topicID == "" && c.TopicID == archive.NoTopicID):
+		case c.TopicID != topicID:
 			tp.Unusable++
 		case n >= 0 && c.SegmentBase < n:
 			tp.Superseded++ // that segment rolled and was archived
