@@ -282,3 +282,40 @@ func TestH26TailMetadataAndIncarnation(t *testing.T) {
 		t.Errorf("old incarnation selected: %+v", pp)
 	}
 }
+
+// TestH26TailReplicas: two replicas captured the partition; their active
+// segments start at different offsets (replicas roll independently). The
+// one whose segment continues the archived segments is used, even when the
+// other one captured later.
+func TestH26TailReplicas(t *testing.T) {
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(context.Background(), src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	active := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	t0 := time.Now().UTC()
+	// Broker 0's active segment starts at 2, where the archive ends.
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, t0, 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 2, Data: active, From: 0, To: int64(len(active))})
+	// Broker 7 rolled elsewhere: its active segment starts at 3 (the
+	// batch at offset 3: base offset rewritten, outside the batch CRC),
+	// captured later.
+	other := append([]byte(nil), active...)
+	other[7] = 3
+	h26Pack(t, b, layout, p0.Cluster, 7, 1, t0.Add(time.Minute), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 3, Data: other, From: 0, To: int64(len(other))})
+	plan, err := restore.MakePlan(context.Background(), src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp.Tail == nil || pp.Tail.Broker != 0 || len(pp.Segments) != 2 || pp.LastOffset != 2 {
+		t.Fatalf("plan %+v tail %+v", pp, pp.Tail)
+	}
+}

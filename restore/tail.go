@@ -412,11 +412,18 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 		}
 		return false
 	}
-	// Broker: the selected one (admits filtered), else the one whose
-	// newest capture is newest (the freshest view of the partition).
-	newest = usable[0]
-	for _, c := range usable[1:] {
-		if newer(c, newest) {
+	// Broker: the selected one (admits filtered), else one whose captures
+	// continue the archived segments (a segment at their end: replicas
+	// roll at different offsets), the one with the newest capture among
+	// them (the freshest view of the partition).
+	contiguous := map[int32]bool{}
+	for _, c := range usable {
+		contiguous[c.broker] = contiguous[c.broker] || c.SegmentBase == n
+	}
+	newest = tailCapture{broker: -1}
+	for _, c := range usable {
+		if newest.broker < 0 || contiguous[c.broker] && !contiguous[newest.broker] ||
+			contiguous[c.broker] == contiguous[newest.broker] && newer(c, newest) {
 			newest = c
 		}
 	}
