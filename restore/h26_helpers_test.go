@@ -41,6 +41,12 @@ type h26Cap struct {
 // chunkSize raw bytes) and returns the manifest key.
 func h26Pack(t *testing.T, b uploader.Bucket, layout archive.Layout, cluster string, broker int32, seq int64, at time.Time, chunkSize int, caps ...h26Cap) string {
 	t.Helper()
+	return h26PackKey(t, b, layout, cluster, broker, seq, at, chunkSize, nil, caps...)
+}
+
+// h26PackKey is h26Pack with chunks sealed with key (nil: none).
+func h26PackKey(t *testing.T, b uploader.Bucket, layout archive.Layout, cluster string, broker int32, seq int64, at time.Time, chunkSize int, key *archive.Key, caps ...h26Cap) string {
+	t.Helper()
 	uid := hex.EncodeToString([]byte{byte(seq), byte(broker), 0xa, 0xb, 1, 2, 3, 4})
 	m := archive.TailManifest{Format: archive.TailManifestFormat, Version: archive.ManifestVersionV2, ClusterID: cluster, BrokerID: broker,
 		Seq: seq, UploadID: uid, PackKey: layout.TailPackKey(cluster, broker, seq, uid), CapturedAt: at, Agent: "h26 test"}
@@ -69,7 +75,7 @@ func h26Pack(t *testing.T, b uploader.Bucket, layout archive.Layout, cluster str
 			start := len(pack)
 			var ch archive.Chunk
 			var err error
-			if pack, ch, err = codec.EncodeChunk(pack, raw, archive.CompressionZstd, 1, nil); err != nil {
+			if pack, ch, err = codec.EncodeChunk(pack, raw, archive.CompressionZstd, 1, key); err != nil {
 				t.Fatal(err)
 			}
 			ch.Offset = int64(start)
@@ -89,14 +95,14 @@ func h26Pack(t *testing.T, b uploader.Bucket, layout archive.Layout, cluster str
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := layout.TailManifestKey(cluster, broker, seq, uid)
-	if err := b.Create(ctx, key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
+	mkey := layout.TailManifestKey(cluster, broker, seq, uid)
+	if err := b.Create(ctx, mkey, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := archive.DecodeTailManifest(key, data); err != nil {
+	if _, err := archive.DecodeTailManifest(mkey, data); err != nil {
 		t.Fatal(err)
 	}
-	return key
+	return mkey
 }
 
 func h26SHA(b []byte) string {

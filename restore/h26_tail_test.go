@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -317,5 +318,47 @@ func TestH26TailReplicas(t *testing.T) {
 	pp := h26Part(plan, "__consumer_offsets", 28)
 	if pp.Tail == nil || pp.Tail.Broker != 0 || len(pp.Segments) != 2 || pp.LastOffset != 2 {
 		t.Fatalf("plan %+v tail %+v", pp, pp.Tail)
+	}
+}
+
+// TestH26TailEncrypted: captures sealed with a client-side key restore with
+// the key, byte for byte, and fail naming the key without it.
+func TestH26TailEncrypted(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "archive")
+	b, err := uploader.NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := archive.ParseKey([]byte(strings.Repeat("5a", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := h26Read(t, filepath.Join(h26Fixtures, "BiggerBrain__kafka/data/lsx1-0/00000000000000000000.log"))
+	bounds := h26Bounds(t, data, 0)
+	layout := archive.NewLayout("")
+	t0 := time.Now().UTC()
+	h26PackKey(t, b, layout, "c1", 1, 1, t0, 300, key, h26Cap{Topic: "lsx1", TopicID: h26Topic, Data: data, From: 0, To: bounds[7]})
+	h26PackKey(t, b, layout, "c1", 1, 2, t0.Add(time.Minute), 300, key, h26Cap{Topic: "lsx1", TopicID: h26Topic, Data: data, From: bounds[7], To: int64(len(data))})
+	for _, keys := range [][]*archive.Key{{key}, nil} {
+		src := restore.NewSource(b, archive.DecodeOptions{Keys: keys})
+		plan, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(t.TempDir(), "restored")
+		_, err = restore.Run(ctx, src, plan, restore.Options{Targets: []string{target}, ToOffset: -1, ToTime: -1, NodeID: -1})
+		if keys == nil {
+			if !errors.Is(err, uploader.ErrUnknownKey) || !strings.Contains(err.Error(), key.ID()) {
+				t.Errorf("restore without the key: %v, want an unknown-key error naming key %s", err, key.ID())
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h26Read(t, filepath.Join(target, "lsx1-0", segment.FormatName(0, segment.KindLog))); !bytes.Equal(got, data) {
+			t.Error("restored encrypted captures differ from the broker's segment")
+		}
 	}
 }

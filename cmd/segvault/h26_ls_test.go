@@ -89,6 +89,10 @@ func TestH26LsAndRestoreTail(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "nothing") {
 		t.Errorf("restore --rolled-only: exit %d, want 1 (nothing rolled)\n%s\n%s", code, out, errOut)
 	}
+	out, errOut, code = runSegvault(t, "restore", "--dry-run", "--to-offset", "6", "--bucket", bucket, "--target", target)
+	if code != 0 || !strings.Contains(out, "lsx1-0: cut after last offset 6") {
+		t.Errorf("restore --dry-run --to-offset 6: exit %d, want the exact cut inside the captured segment\n%s\n%s", code, out, errOut)
+	}
 	out, errOut, code = runSegvault(t, "restore", "--bucket", bucket, "--target", target)
 	if code != 0 {
 		t.Fatalf("restore: exit %d\n%s\n%s", code, out, errOut)
