@@ -362,3 +362,43 @@ func TestH26TailEncrypted(t *testing.T) {
 		}
 	}
 }
+
+// TestH26TailRolledNotArchived: the broker rolled a captured segment and
+// was lost before the rolled segment was archived: the captures of the
+// rolled segment and of the new active one are both restored, and what the
+// captures of the rolled one miss is reported as a gap.
+func TestH26TailRolledNotArchived(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "archive")
+	b, err := uploader.NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := archive.NewLayout("")
+	lsx := h26Read(t, filepath.Join(h26Fixtures, "BiggerBrain__kafka/data/lsx1-0/00000000000000000000.log"))
+	bounds := h26Bounds(t, lsx, 0)
+	// The segment at 0 rolled at offset 14; its captures reached offset 4.
+	// The new active segment at 14: lsx's last batch with its base offset
+	// set to 14 (outside the batch CRC).
+	next := append([]byte(nil), lsx[bounds[13]:]...)
+	next[7] = 14
+	t0 := time.Now().UTC()
+	h26Pack(t, b, layout, "c1", 1, 1, t0, 4096, h26Cap{Topic: "lsx1", TopicID: h26Topic, Data: lsx, From: 0, To: bounds[5]})
+	h26Pack(t, b, layout, "c1", 1, 2, t0.Add(time.Minute), 4096, h26Cap{Topic: "lsx1", TopicID: h26Topic, Base: 14, Data: next, From: 0, To: int64(len(next))})
+	target := filepath.Join(t.TempDir(), "restored")
+	plan, rep, err := h26Restore(t, b, restore.Selection{Broker: -1}, target, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "lsx1", 0)
+	if len(pp.Segments) != 2 || pp.LastOffset != 14 || len(pp.Gaps) != 1 || pp.Gaps[0].From != 5 || pp.Gaps[0].To != 14 {
+		t.Fatalf("plan: %d segments, last %d, gaps %+v", len(pp.Segments), pp.LastOffset, pp.Gaps)
+	}
+	if len(rep.Gaps) != 1 {
+		t.Errorf("report gaps %q", rep.Gaps)
+	}
+	for base, want := range map[int64][]byte{0: lsx[:bounds[5]], 14: next} {
+		if got := h26Read(t, filepath.Join(target, "lsx1-0", segment.FormatName(base, segment.KindLog))); !bytes.Equal(got, want) {
+			t.Errorf("segment %d: restored bytes differ from the captured ones", base)
+		}
+	}
+}
