@@ -45,6 +45,9 @@ too. A manifest that does not decode or verify is named on standard error (and u
 listed and the exit status is 1. An archive that holds nothing under the prefix is exit 1
 (a mistyped --prefix), unless --allow-empty. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
 "snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
+The agent's tail captures of active segments count as archived: OFFSETS and TIME RANGE end at the
+newest restorable offset (--json: restorable_offset, restorable_time, restorable_from "tail-capture"
+or "rolled", captured_at).
 The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
 --wide. --json prints everything, with the gap markers in full ("lost_segments").
 

@@ -192,6 +192,10 @@ func TestH26BoundedRPO(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ls: exit %d", code)
 	}
+	out, code = h26Segvault(t, srv, append([]string{"ls", "--json", "--topic", "^quiet$"}, h26StoreArgs(srv, bucket)...)...)
+	if code != 0 || !strings.Contains(out, `"restorable_from": "tail-capture"`) || !strings.Contains(out, `"restorable_offset"`) {
+		t.Errorf("ls --json: exit %d, want quiet-0 restorable from its tail captures\n%s", code, out)
+	}
 	out, code = h26Segvault(t, srv, append([]string{"restore", "--broker", strconv.Itoa(int(src.NodeID)), "--whole-broker", "-t", dst}, h26StoreArgs(srv, bucket)...)...)
 	if code != 0 {
 		t.Fatalf("restore --whole-broker: exit %d\n%s", code, out)
