@@ -153,7 +153,7 @@ type h25Committed struct {
 
 // h25Captures reads every committed tail manifest in the bucket (in seq
 // order) and every capture's bytes from its pack, checking each chunk.
-func h25Captures(t *testing.T, b uploader.Bucket) (caps []h25Committed, manifests int) {
+func h25Captures(t *testing.T, b uploader.Bucket, ckeys ...*archive.Key) (caps []h25Committed, manifests int) {
 	t.Helper()
 	ctx := context.Background()
 	var keys []string
@@ -198,7 +198,7 @@ func h25Captures(t *testing.T, b uploader.Bucket) (caps []h25Committed, manifest
 				if ch.Key != "" {
 					t.Fatalf("%s: chunk %d in %q, not the pack", k, i, ch.Key)
 				}
-				raw, err = codec.DecodeChunk(raw, pack[ch.Offset:ch.Offset+ch.StoredSize], ch, nil, k)
+				raw, err = codec.DecodeChunk(raw, pack[ch.Offset:ch.Offset+ch.StoredSize], ch, ckeys, k)
 				if err != nil {
 					t.Fatal(err)
 				}

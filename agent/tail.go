@@ -105,7 +105,9 @@ func newTailer(a *Agent) *tailer {
 // run is the loop: a round at start, then every interval, or early.
 func (t *tailer) run(ctx, work context.Context) {
 	cfg := t.a.snap()
-	tick := time.NewTicker(min(tailMinGap, cfg.tailInterval()))
+	// Stat (no read) four times an interval, at most every 5s: the
+	// recovery-point gauge and the tail-max-bytes trigger follow appends.
+	tick := time.NewTicker(min(tailMinGap, max(cfg.tailInterval()/4, 250*time.Millisecond)))
 	defer tick.Stop()
 	t.round(work)
 	for {
