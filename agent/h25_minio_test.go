@@ -98,7 +98,7 @@ func TestH25TailEarlyOnMaxBytes(t *testing.T) {
 	}
 	logs := h25LogDir(t)
 	w := h25NewWriter(t, filepath.Join(logs, "status-0", "00000000000000000000.log"), h25StatusLog)
-	a := h25NewAgent(t, logs, t.TempDir(), b, func(c *Config) { c.TailInterval, c.TailMaxBytes = time.Hour, 1 << 20 })
+	a := h25NewAgent(t, logs, t.TempDir(), b, func(c *Config) { c.TailInterval, c.TailMaxBytes = time.Hour, 1<<20 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, nil) }()
