@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -218,27 +219,29 @@ func h25Captures(t *testing.T, b uploader.Bucket, ckeys ...*archive.Key) (caps [
 func h25Chains(t *testing.T, caps []h25Committed) map[string][]byte {
 	t.Helper()
 	empty := sha256.Sum256(nil)
-	prefix := map[string][]byte{hex.EncodeToString(empty[:]): {}} // sha -> bytes [0, To)
-	ext := map[string]string{}                                    // prev sha -> capture key extending it
+	prefix := map[string][]byte{} // partition|base|sha -> bytes [0, To)
+	ext := map[string]string{}    // prev sha -> capture key extending it
 	newest := map[string][]byte{}
 	for _, c := range caps {
-		pb, ok := prefix[c.c.PrevSHA256]
+		scope := fmt.Sprintf("%s|%d|%d|", c.c.Topic, c.c.Partition, c.c.SegmentBase)
+		prefix[scope+hex.EncodeToString(empty[:])] = []byte{}
+		pb, ok := prefix[scope+c.c.PrevSHA256]
 		if !ok {
 			t.Fatalf("%s %s-%d [%d,%d): no committed capture ends with its prev_sha256 (a gap)", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To)
 		}
 		if int64(len(pb)) != c.c.From {
 			t.Fatalf("%s %s-%d: prefix of %d bytes, From %d", c.key, c.c.Topic, c.c.Partition, len(pb), c.c.From)
 		}
-		if other, dup := ext[c.c.PrevSHA256]; dup && c.c.From > 0 {
+		if other, dup := ext[scope+c.c.PrevSHA256]; dup && c.c.From > 0 {
 			t.Fatalf("%s %s-%d [%d,%d): overlaps the committed capture in %s of the same chain", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To, other)
 		}
-		ext[c.c.PrevSHA256] = c.key
+		ext[scope+c.c.PrevSHA256] = c.key
 		all := append(append([]byte(nil), pb...), c.raw...)
 		sum := sha256.Sum256(all)
 		if hex.EncodeToString(sum[:]) != c.c.SHA256 || int64(len(all)) != c.c.To {
 			t.Fatalf("%s %s-%d [%d,%d): sha256 or size does not match its bytes", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To)
 		}
-		prefix[c.c.SHA256] = all
+		prefix[scope+c.c.SHA256] = all
 		newest[c.c.Topic+"-"+itoa32(c.c.Partition)] = all
 	}
 	return newest
