@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -153,7 +154,7 @@ type h25Committed struct {
 
 // h25Captures reads every committed tail manifest in the bucket (in seq
 // order) and every capture's bytes from its pack, checking each chunk.
-func h25Captures(t *testing.T, b uploader.Bucket) (caps []h25Committed, manifests int) {
+func h25Captures(t *testing.T, b uploader.Bucket, ckeys ...*archive.Key) (caps []h25Committed, manifests int) {
 	t.Helper()
 	ctx := context.Background()
 	var keys []string
@@ -198,7 +199,7 @@ func h25Captures(t *testing.T, b uploader.Bucket) (caps []h25Committed, manifest
 				if ch.Key != "" {
 					t.Fatalf("%s: chunk %d in %q, not the pack", k, i, ch.Key)
 				}
-				raw, err = codec.DecodeChunk(raw, pack[ch.Offset:ch.Offset+ch.StoredSize], ch, nil, k)
+				raw, err = codec.DecodeChunk(raw, pack[ch.Offset:ch.Offset+ch.StoredSize], ch, ckeys, k)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -218,27 +219,29 @@ func h25Captures(t *testing.T, b uploader.Bucket) (caps []h25Committed, manifest
 func h25Chains(t *testing.T, caps []h25Committed) map[string][]byte {
 	t.Helper()
 	empty := sha256.Sum256(nil)
-	prefix := map[string][]byte{hex.EncodeToString(empty[:]): {}} // sha -> bytes [0, To)
-	ext := map[string]string{}                                    // prev sha -> capture key extending it
+	prefix := map[string][]byte{} // partition|base|sha -> bytes [0, To)
+	ext := map[string]string{}    // prev sha -> capture key extending it
 	newest := map[string][]byte{}
 	for _, c := range caps {
-		pb, ok := prefix[c.c.PrevSHA256]
+		scope := fmt.Sprintf("%s|%d|%d|", c.c.Topic, c.c.Partition, c.c.SegmentBase)
+		prefix[scope+hex.EncodeToString(empty[:])] = []byte{}
+		pb, ok := prefix[scope+c.c.PrevSHA256]
 		if !ok {
 			t.Fatalf("%s %s-%d [%d,%d): no committed capture ends with its prev_sha256 (a gap)", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To)
 		}
 		if int64(len(pb)) != c.c.From {
 			t.Fatalf("%s %s-%d: prefix of %d bytes, From %d", c.key, c.c.Topic, c.c.Partition, len(pb), c.c.From)
 		}
-		if other, dup := ext[c.c.PrevSHA256]; dup && c.c.From > 0 {
+		if other, dup := ext[scope+c.c.PrevSHA256]; dup && c.c.From > 0 {
 			t.Fatalf("%s %s-%d [%d,%d): overlaps the committed capture in %s of the same chain", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To, other)
 		}
-		ext[c.c.PrevSHA256] = c.key
+		ext[scope+c.c.PrevSHA256] = c.key
 		all := append(append([]byte(nil), pb...), c.raw...)
 		sum := sha256.Sum256(all)
 		if hex.EncodeToString(sum[:]) != c.c.SHA256 || int64(len(all)) != c.c.To {
 			t.Fatalf("%s %s-%d [%d,%d): sha256 or size does not match its bytes", c.key, c.c.Topic, c.c.Partition, c.c.From, c.c.To)
 		}
-		prefix[c.c.SHA256] = all
+		prefix[scope+c.c.SHA256] = all
 		newest[c.c.Topic+"-"+itoa32(c.c.Partition)] = all
 	}
 	return newest

@@ -105,7 +105,9 @@ func newTailer(a *Agent) *tailer {
 // run is the loop: a round at start, then every interval, or early.
 func (t *tailer) run(ctx, work context.Context) {
 	cfg := t.a.snap()
-	tick := time.NewTicker(min(tailMinGap, cfg.tailInterval()))
+	// Stat (no read) four times an interval, at most every 5s: the
+	// recovery-point gauge and the tail-max-bytes trigger follow appends.
+	tick := time.NewTicker(min(tailMinGap, max(cfg.tailInterval()/4, 250*time.Millisecond)))
 	defer tick.Stop()
 	t.round(work)
 	for {
@@ -207,7 +209,7 @@ func (t *tailer) settlePending(ctx context.Context) error {
 	mark := archive.TailManifest{Format: archive.TailManifestFormat, Version: archive.ManifestVersionV2, ClusterID: p.ClusterID,
 		BrokerID: p.BrokerID, Seq: p.Seq, UploadID: p.UploadID, CapturedAt: time.Now().UTC(), Agent: "segvault " + t.a.version,
 		Captures: []archive.TailCapture{}}
-	data, err := json.MarshalIndent(mark, "", " ")
+	data, err := json.Marshal(mark)
 	if err != nil {
 		return err
 	}
@@ -696,7 +698,7 @@ func (t *tailer) commit(ctx context.Context, caps []*capture, at time.Time) erro
 	m.PackKey = t.a.layout.TailPackKey(t.id.ClusterID, t.id.BrokerID, seq, uid)
 	m.PackSize = int64(len(pack))
 	mkey := t.a.layout.TailManifestKey(t.id.ClusterID, t.id.BrokerID, seq, uid)
-	data, err := json.MarshalIndent(m, "", " ")
+	data, err := json.Marshal(m) // compact: per capture, the manifest is most of the cost of a light partition
 	if err != nil {
 		return err
 	}
