@@ -12,7 +12,38 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/segvault/segvault/archive"
 )
+
+// Tail-capture defaults and bounds (Config.TailInterval, TailMaxBytes).
+const (
+	DefaultTailInterval = 60 * time.Second
+	DefaultTailMaxBytes = 16 << 20
+	// MinTailInterval is the shortest tail-interval accepted.
+	MinTailInterval = time.Second
+	// tailMinGap: captures triggered early by TailMaxBytes never follow
+	// each other closer than this (or TailInterval when shorter).
+	tailMinGap = 5 * time.Second
+)
+
+// tailOn reports whether tail capture is enabled ("on" or unset).
+func (c *Config) tailOn() bool { return c.TailCapture != "off" }
+
+// tailInterval and tailMaxBytes apply the defaults to unset (zero) values.
+func (c *Config) tailInterval() time.Duration {
+	if c.TailInterval <= 0 {
+		return DefaultTailInterval
+	}
+	return c.TailInterval
+}
+
+func (c *Config) tailMaxBytes() int64 {
+	if c.TailMaxBytes <= 0 {
+		return DefaultTailMaxBytes
+	}
+	return c.TailMaxBytes
+}
 
 // Config is everything the agent needs. cmd/segvault fills it from flags,
 // the environment and the config file; Validate names the bad option.
@@ -53,6 +84,18 @@ type Config struct {
 	// decommissioned one): the agent refuses while a broker holds the log
 	// dir's .lock.
 	IncludeActive bool `yaml:"include_active"`
+
+	// Tail capture (docs/FORMAT.md, "Tail captures"): the complete batches
+	// appended to every partition's active segment are uploaded every
+	// TailInterval (sooner once TailMaxBytes have accumulated), all
+	// partitions of the broker in one pack object per round. TailCapture
+	// is "on" (default) or "off".
+	TailCapture  string        `yaml:"tail_capture"`
+	TailInterval time.Duration `yaml:"tail_interval"`
+	TailMaxBytes int64         `yaml:"tail_max_bytes"`
+	// EncryptionKey, when set, seals tail-capture chunks (the same key the
+	// archive's files are encrypted with). Not a config-file key.
+	EncryptionKey *archive.Key `yaml:"-"`
 }
 
 // Defaults returns a Config with every default set.
@@ -68,6 +111,9 @@ func Defaults() Config {
 		DrainTimeout:  60 * time.Second,
 		DropCache:     true,
 		LowPriority:   true,
+		TailCapture:   "on",
+		TailInterval:  DefaultTailInterval,
+		TailMaxBytes:  DefaultTailMaxBytes,
 	}
 }
 
@@ -109,6 +155,17 @@ func (c *Config) Validate() error {
 	}
 	if c.ZstdLevel < 1 || c.ZstdLevel > 4 {
 		errs = append(errs, errors.New("zstd-level: must be 1..4"))
+	}
+	switch c.TailCapture {
+	case "on", "off", "":
+	default:
+		errs = append(errs, fmt.Errorf("tail-capture: %q is not on or off", c.TailCapture))
+	}
+	if c.TailInterval < 0 || (c.TailInterval > 0 && c.TailInterval < MinTailInterval) {
+		errs = append(errs, fmt.Errorf("tail-interval: must be at least %s", MinTailInterval))
+	}
+	if c.TailMaxBytes < 0 || (c.TailMaxBytes > 0 && c.TailMaxBytes < 1<<20) {
+		errs = append(errs, errors.New("tail-max-bytes: must be at least 1 MiB (1048576)"))
 	}
 	if c.ReadBytesPerS < 0 || c.StagingBudget < 0 {
 		errs = append(errs, errors.New("read-bandwidth/staging-budget: must not be negative"))

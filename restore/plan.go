@@ -56,6 +56,9 @@ type Selection struct {
 	// verify in Plan.Bad and plans without it (its segment then comes from
 	// another replica's copy, or is a gap), instead of failing the plan.
 	LeaveOutBad bool
+	// RolledOnly plans rolled (archived) segments only, without the tail
+	// captures of active segments (restore/tail.go).
+	RolledOnly bool
 }
 
 // Segment is one planned segment version.
@@ -89,6 +92,9 @@ type PartitionPlan struct {
 	// full restore writes an empty segment there and reports the offsets
 	// between as a gap, so they are never reused. 0 otherwise.
 	TailAt int64
+	// Tail, when the archive holds tail captures of the partition, says
+	// what they add (restore/tail.go); nil otherwise.
+	Tail *TailPlan
 }
 
 // DropTail forgets the unarchived tail (TailAt and its gap): a
@@ -350,6 +356,12 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		pp := planPartition(k.topic, k.p, segs, sel.Broker)
 		plan.Partitions = append(plan.Partitions, pp)
 		byPart[k] = pp
+	}
+	if err := planTails(ctx, src, layout, sel, plan, concurrency); err != nil {
+		return nil, err
+	}
+	for _, pp := range plan.Partitions {
+		byPart[pk{pp.Topic, pp.Partition}] = pp
 	}
 	// A segment whose every manifest was left out is a gap unless another
 	// copy covers it.
@@ -760,5 +772,9 @@ func Clusters(ctx context.Context, src Source, layout archive.Layout) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	return cat.Clusters(), nil
+	out := cat.Clusters()
+	if len(out) == 0 {
+		return tailClusters(ctx, src, layout) // only tail captures (restore/tail.go)
+	}
+	return out, nil
 }

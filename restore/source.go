@@ -28,5 +28,8 @@ func (s *bucketSource) Get(ctx context.Context, key string, max int64) ([]byte, 
 }
 
 func (s *bucketSource) Open(ctx context.Context, rec archive.FileRecord) (io.ReadCloser, error) {
+	if isTailRecord(rec) {
+		return openTailRecord(ctx, s.b, rec, s.opts.Keys), nil
+	}
 	return archive.OpenVerified(ctx, s.b, rec, s.opts)
 }

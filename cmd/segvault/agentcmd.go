@@ -48,6 +48,9 @@ func agentFlags() []cli.Flag {
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "normal-priority", Usage: "do not lower the agent's CPU and I/O priority", EnvVars: env("normal-priority")}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9464", Usage: "address for /metrics, /healthz and /readyz (empty: off)", EnvVars: env("listen")}),
 		&cli.BoolFlag{Name: "once", Usage: "archive every rolled segment, then exit (no watching)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "tail-capture", Value: d.TailCapture, Usage: "on: upload the complete batches appended to every active segment every --tail-interval, so the recovery point is seconds, not the last roll; off: rolled segments only", EnvVars: env("tail-capture")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-interval", Value: d.TailInterval, Usage: "tail capture period: one pack object per broker per interval when anything was appended", EnvVars: env("tail-interval")}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "tail-max-bytes", Value: d.TailMaxBytes, Usage: "capture earlier once this many bytes were appended (never closer than 5s)", EnvVars: env("tail-max-bytes")}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "include-active", Usage: "also archive each partition's active segment: only for a stopped broker (refused while Kafka holds the log dir's .lock)", EnvVars: env("include-active")}),
 	}, storeFlags()...)
 }
@@ -102,6 +105,9 @@ func agentConfig(c *cli.Context) agent.Config {
 	cfg.DropCache = !c.Bool("keep-page-cache")
 	cfg.LowPriority = !c.Bool("normal-priority")
 	cfg.IncludeActive = c.Bool("include-active")
+	cfg.TailCapture = c.String("tail-capture")
+	cfg.TailInterval = c.Duration("tail-interval")
+	cfg.TailMaxBytes = c.Int64("tail-max-bytes")
 	return cfg
 }
 
@@ -145,6 +151,7 @@ func runAgent(c *cli.Context) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	cfg.EncryptionKey = eo.Key // tail-capture chunks are sealed like the archive's files
 	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: cfg.StateDir})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

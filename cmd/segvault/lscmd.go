@@ -42,6 +42,9 @@ too. A manifest that does not decode or verify is named on standard error (and u
 listed and the exit status is 1. An archive that holds nothing under the prefix is exit 1
 (a mistyped --prefix), unless --allow-empty. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
 "snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
+The agent's tail captures of active segments count as archived: OFFSETS and TIME RANGE end at the
+newest restorable offset (--json: restorable_offset, restorable_time, restorable_from "tail-capture"
+or "rolled", captured_at).
 The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
 --wide. --json prints everything, with the gap markers in full ("lost_segments").
 
@@ -73,6 +76,7 @@ type lsPartition struct {
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
 	snapshot  int64    // end offset of the newest KRaft snapshot, -1 when none
+	lsRestorable
 }
 
 // lsGap is an offset range missing from the archive, inclusive.
@@ -323,6 +327,7 @@ func runLs(c *cli.Context) error {
 			if lt >= 0 {
 				lp.LastTime = time.UnixMilli(lt).UTC().Format(time.RFC3339)
 			}
+			lsTail(&lp, p)
 			out = append(out, lp)
 		}
 		for pk, l := range lost { // partitions whose every archived segment was lost
