@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
@@ -315,5 +316,29 @@ func TestH25TailRollAndMetadata(t *testing.T) {
 		if c.c.Topic == "status" && c.c.SegmentBase == 0 && c.c.To > int64(e.w.bounds[4]) {
 			t.Fatalf("rolled segment captured after the roll: %+v", c.c)
 		}
+	}
+}
+
+// TestH25TailConfig: the tail options are validated and named; YAML's
+// boolean reading of on/off is accepted; unset values take the defaults.
+func TestH25TailConfig(t *testing.T) {
+	c := Defaults()
+	c.LogDirs, c.Bucket, c.StateDir = []string{"/x"}, "file:///y", "/z"
+	c.TailCapture, c.TailInterval, c.TailMaxBytes = "maybe", 10*time.Millisecond, 1000
+	err := c.Validate()
+	for _, opt := range []string{"tail-capture", "tail-interval", "tail-max-bytes"} {
+		if err == nil || !strings.Contains(err.Error(), opt) {
+			t.Errorf("error does not name %s: %v", opt, err)
+		}
+	}
+	for v, on := range map[string]bool{"on": true, "true": true, "": true, "off": false, "false": false} {
+		c := Config{TailCapture: v}
+		if c.tailOn() != on {
+			t.Errorf("tail-capture %q: on=%v", v, c.tailOn())
+		}
+	}
+	var z Config
+	if z.tailInterval() != DefaultTailInterval || z.tailMaxBytes() != DefaultTailMaxBytes {
+		t.Error("zero values do not take the defaults")
 	}
 }
