@@ -46,6 +46,7 @@ func TestH25TailDaemonMinIO(t *testing.T) {
 	time.Sleep(time.Second) // the first round (at start) found nothing
 	w.batches(10)
 	meta.batches(1)
+	appended := time.Now()
 	var rpo float64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -54,6 +55,7 @@ func TestH25TailDaemonMinIO(t *testing.T) {
 		caps, _ := h25Captures(t, b, key)
 		chains := h25Chains(t, caps)
 		if len(chains["status-0"]) == w.pos && len(chains["__cluster_metadata-0"]) == meta.pos {
+			t.Logf("tail-interval 3s: appended bytes committed after %.1fs; rpo_seconds peaked at %.1f", time.Since(appended).Seconds(), rpo)
 			break
 		}
 		if time.Now().After(deadline) {

@@ -342,3 +342,41 @@ func TestH25TailConfig(t *testing.T) {
 		t.Error("zero values do not take the defaults")
 	}
 }
+
+// TestH25TailPreallocatedAndInvalid: zeros after the data (preallocate=true)
+// end the capture quietly; an invalid batch stops it there, counted once,
+// and the bytes after it wait.
+func TestH25TailPreallocatedAndInvalid(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.w.batches(6)
+	f, err := os.OpenFile(e.seg, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(e.w.pos) + 1<<20); err != nil { // zeros to 1 MiB past the data
+		t.Fatal(err)
+	}
+	f.Close()
+	chains, _, _ := e.round()
+	if len(chains["status-0"]) != e.w.pos || h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")) != 0 {
+		t.Fatalf("preallocated: captured %d of %d; invalid_batch %v", len(chains["status-0"]), e.w.pos, h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")))
+	}
+	// Overwrite the zeros with two batches, the first with a flipped byte.
+	data := e.file()[:e.w.pos]
+	good := len(data)
+	next := append([]byte(nil), e.w.src[e.w.bounds[5]:e.w.bounds[7]]...)
+	next[70] ^= 0xff
+	data = append(data, next...)
+	if err := os.WriteFile(e.seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		chains, _, _ = e.round()
+	}
+	if len(chains["status-0"]) != good {
+		t.Fatalf("captured %d bytes, the valid prefix is %d", len(chains["status-0"]), good)
+	}
+	if n := h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")); n != 2 {
+		t.Fatalf("invalid_batch counted %v times in 2 rounds", n)
+	}
+}

@@ -628,6 +628,9 @@ func (t *tailer) round(ctx context.Context) {
 		}
 		if budget <= 0 {
 			t.backlog = true
+			t.a.metrics.TailSkipped.WithLabelValues("budget").Inc()
+			t.a.log.Info("tail capture round full; the remaining partitions are read in the next round, in a few seconds",
+				"partitions_left", len(keys)-len(caps), "budget_bytes", packBudget(cfg))
 			break
 		}
 		tr := t.st.Tracks[k]
