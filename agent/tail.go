@@ -787,10 +787,15 @@ func (t *tailer) observe(now time.Time) int64 {
 		if err != nil {
 			continue
 		}
-		if fi.Size() > tr.To {
+		rt := t.rt[k]
+		// Growth since the last read (a preallocated file does not grow:
+		// its captures come every interval).
+		switch {
+		case rt != nil && rt.readSize >= 0:
+			acc += max(0, fi.Size()-rt.readSize)
+		case fi.Size() > tr.To:
 			acc += fi.Size() - tr.To
 		}
-		rt := t.rt[k]
 		if rt == nil {
 			continue
 		}
