@@ -143,7 +143,7 @@ func TestH25TailPreallocatedNoEarlyRounds(t *testing.T) {
 	if err := os.Truncate(w.path, 4<<20); err != nil {
 		t.Fatal(err)
 	}
-	a := h25NewAgent(t, logs, t.TempDir(), b, func(c *Config) { c.TailInterval, c.TailMaxBytes = time.Hour, 1 << 20 })
+	a := h25NewAgent(t, logs, t.TempDir(), b, func(c *Config) { c.TailInterval, c.TailMaxBytes = time.Hour, 1<<20 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, nil) }()
