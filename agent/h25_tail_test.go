@@ -380,3 +380,54 @@ func TestH25TailPreallocatedAndInvalid(t *testing.T) {
 		t.Fatalf("invalid_batch counted %v times in 2 rounds", n)
 	}
 }
+
+// TestH25TailRPO: segvault_agent_rpo_seconds is 0 when every appended byte
+// is captured, grows while bytes wait, and counts a rolled segment whose
+// last bytes were not captured until it is archived (a rolled segment
+// fully captured before its roll counts as archived).
+func TestH25TailRPO(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.a.Close()
+	e.a = h25NewAgent(t, e.logs, e.state, e.bucket, func(c *Config) { c.SettleTime = time.Hour })
+	e.tl = newTailer(e.a)
+	rpo := func() float64 { return h25Counter(e.a.metrics.RPOSeconds) }
+	e.w.batches(4)
+	e.round()
+	if rpo() != 0 {
+		t.Fatalf("everything captured: rpo %v", rpo())
+	}
+	e.tl.observe(time.Now())
+	e.w.batches(2)
+	time.Sleep(300 * time.Millisecond)
+	e.tl.observe(time.Now())
+	if r := rpo(); r < 0.3 {
+		t.Fatalf("bytes waiting 0.3s: rpo %v", r)
+	}
+	// Roll with those bytes uncaptured; the agent sees the rolled segment.
+	if err := os.WriteFile(filepath.Join(e.logs, "status-0", "00000000000000001000.log"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.round()
+	if _, err := e.a.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.tl.updateRPO(time.Now())
+	if r := rpo(); r < 0.3 {
+		t.Fatalf("rolled segment with uncaptured bytes, not archived: rpo %v", r)
+	}
+	// Archived: nothing left.
+	key := ""
+	e.a.mu.Lock()
+	for k := range e.a.seen {
+		key = k
+	}
+	delete(e.a.seen, key)
+	e.a.mu.Unlock()
+	if err := e.a.state.Put(stateEntry{Key: key, Status: statusArchived, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.tl.updateRPO(time.Now())
+	if r := rpo(); r != 0 {
+		t.Fatalf("rolled segment archived, new one empty: rpo %v", r)
+	}
+}
