@@ -28,7 +28,7 @@ const (
 )
 
 // tailOn reports whether tail capture is enabled ("on" or unset).
-func (c *Config) tailOn() bool { return c.TailCapture != "off" }
+func (c *Config) tailOn() bool { return c.TailCapture != "off" && c.TailCapture != "false" }
 
 // tailInterval and tailMaxBytes apply the defaults to unset (zero) values.
 func (c *Config) tailInterval() time.Duration {
@@ -157,7 +157,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("zstd-level: must be 1..4"))
 	}
 	switch c.TailCapture {
-	case "on", "off", "":
+	case "on", "off", "", "true", "false": // YAML reads a bare on/off as a boolean
 	default:
 		errs = append(errs, fmt.Errorf("tail-capture: %q is not on or off", c.TailCapture))
 	}

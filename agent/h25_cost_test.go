@@ -58,7 +58,8 @@ func TestH25TailCostFigures(t *testing.T) {
 		}
 		paths = append(paths, path)
 	}
-	a := h25NewAgentOn(t, logs, t.TempDir(), store, nil) // defaults: compression auto, zstd level 1
+	stateDir := t.TempDir()
+	a := h25NewAgentOn(t, logs, stateDir, store, nil) // defaults: compression auto, zstd level 1
 	tl := newTailer(a)
 	tl.round(context.Background())
 	var produced int64
@@ -93,6 +94,9 @@ func TestH25TailCostFigures(t *testing.T) {
 		parts, produced/int64(parts*rounds), puts, rounds, perDay, perPartition, store.bytes.Load(), produced,
 		float64(store.bytes.Load())/float64(produced), float64(h25PackBytes(t, bkt))/float64(produced),
 		float64(store.bytes.Load()-h25PackBytes(t, bkt))/float64(produced), float64(took.Milliseconds())/rounds)
+	if fi, err := os.Stat(filepath.Join(stateDir, tailStateFile)); err == nil {
+		t.Logf("tail state for %d partitions: %d bytes (written twice per round with captures)", parts, fi.Size())
+	}
 	if puts != 2*rounds {
 		t.Errorf("%d PUTs for %d rounds: want one pack and one manifest per round", puts, rounds)
 	}

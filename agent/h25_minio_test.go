@@ -46,6 +46,7 @@ func TestH25TailDaemonMinIO(t *testing.T) {
 	time.Sleep(time.Second) // the first round (at start) found nothing
 	w.batches(10)
 	meta.batches(1)
+	appended := time.Now()
 	var rpo float64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -54,6 +55,7 @@ func TestH25TailDaemonMinIO(t *testing.T) {
 		caps, _ := h25Captures(t, b, key)
 		chains := h25Chains(t, caps)
 		if len(chains["status-0"]) == w.pos && len(chains["__cluster_metadata-0"]) == meta.pos {
+			t.Logf("tail-interval 3s: appended bytes committed after %.1fs; rpo_seconds peaked at %.1f", time.Since(appended).Seconds(), rpo)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -125,4 +127,45 @@ func TestH25TailEarlyOnMaxBytes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatal("tail-max-bytes did not trigger a capture within 15s")
+}
+
+// TestH25TailPreallocatedNoEarlyRounds: a preallocated active segment
+// (preallocate=true: the file has its full size from the start) does not
+// look like tail-max-bytes of new data: appends into it are captured every
+// interval, not every few seconds.
+func TestH25TailPreallocatedNoEarlyRounds(t *testing.T) {
+	b, err := uploader.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := h25LogDir(t)
+	w := h25NewWriter(t, filepath.Join(logs, "status-0", "00000000000000000000.log"), h25StatusLog)
+	if err := os.Truncate(w.path, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	a := h25NewAgent(t, logs, t.TempDir(), b, func(c *Config) { c.TailInterval, c.TailMaxBytes = time.Hour, 1<<20 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, nil) }()
+	f, err := os.OpenFile(w.path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pos := 0
+	for i := 0; i < 14; i++ { // 7s of appends into the preallocated space
+		time.Sleep(500 * time.Millisecond)
+		end := w.bounds[i]
+		f.WriteAt(w.src[pos:end], int64(pos))
+		pos = end
+	}
+	if n := h25Counter(a.metrics.TailCaptures); n > 0 {
+		t.Errorf("%v captures in 7s with a 1h interval: the preallocated size was taken for new data", n)
+	}
+	cancel()
+	<-done
+	caps, _ := h25Captures(t, b)
+	if chains := h25Chains(t, caps); len(chains["status-0"]) != pos {
+		t.Errorf("after the stop: %d bytes captured of %d", len(chains["status-0"]), pos)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
@@ -315,5 +316,118 @@ func TestH25TailRollAndMetadata(t *testing.T) {
 		if c.c.Topic == "status" && c.c.SegmentBase == 0 && c.c.To > int64(e.w.bounds[4]) {
 			t.Fatalf("rolled segment captured after the roll: %+v", c.c)
 		}
+	}
+}
+
+// TestH25TailConfig: the tail options are validated and named; YAML's
+// boolean reading of on/off is accepted; unset values take the defaults.
+func TestH25TailConfig(t *testing.T) {
+	c := Defaults()
+	c.LogDirs, c.Bucket, c.StateDir = []string{"/x"}, "file:///y", "/z"
+	c.TailCapture, c.TailInterval, c.TailMaxBytes = "maybe", 10*time.Millisecond, 1000
+	err := c.Validate()
+	for _, opt := range []string{"tail-capture", "tail-interval", "tail-max-bytes"} {
+		if err == nil || !strings.Contains(err.Error(), opt) {
+			t.Errorf("error does not name %s: %v", opt, err)
+		}
+	}
+	for v, on := range map[string]bool{"on": true, "true": true, "": true, "off": false, "false": false} {
+		c := Config{TailCapture: v}
+		if c.tailOn() != on {
+			t.Errorf("tail-capture %q: on=%v", v, c.tailOn())
+		}
+	}
+	var z Config
+	if z.tailInterval() != DefaultTailInterval || z.tailMaxBytes() != DefaultTailMaxBytes {
+		t.Error("zero values do not take the defaults")
+	}
+}
+
+// TestH25TailPreallocatedAndInvalid: zeros after the data (preallocate=true)
+// end the capture quietly; an invalid batch stops it there, counted once,
+// and the bytes after it wait.
+func TestH25TailPreallocatedAndInvalid(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.w.batches(6)
+	f, err := os.OpenFile(e.seg, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(e.w.pos) + 1<<20); err != nil { // zeros to 1 MiB past the data
+		t.Fatal(err)
+	}
+	f.Close()
+	chains, _, _ := e.round()
+	if len(chains["status-0"]) != e.w.pos || h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")) != 0 {
+		t.Fatalf("preallocated: captured %d of %d; invalid_batch %v", len(chains["status-0"]), e.w.pos, h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")))
+	}
+	// Overwrite the zeros with two batches, the first with a flipped byte.
+	data := e.file()[:e.w.pos]
+	good := len(data)
+	next := append([]byte(nil), e.w.src[e.w.bounds[5]:e.w.bounds[7]]...)
+	next[70] ^= 0xff
+	data = append(data, next...)
+	if err := os.WriteFile(e.seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		chains, _, _ = e.round()
+	}
+	if len(chains["status-0"]) != good {
+		t.Fatalf("captured %d bytes, the valid prefix is %d", len(chains["status-0"]), good)
+	}
+	if n := h25Counter(e.a.metrics.TailSkipped.WithLabelValues("invalid_batch")); n != 2 {
+		t.Fatalf("invalid_batch counted %v times in 2 rounds", n)
+	}
+}
+
+// TestH25TailRPO: segvault_agent_rpo_seconds is 0 when every appended byte
+// is captured, grows while bytes wait, and counts a rolled segment whose
+// last bytes were not captured until it is archived (a rolled segment
+// fully captured before its roll counts as archived).
+func TestH25TailRPO(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.a.Close()
+	e.a = h25NewAgent(t, e.logs, e.state, e.bucket, func(c *Config) { c.SettleTime = time.Hour })
+	e.tl = newTailer(e.a)
+	rpo := func() float64 { return h25Counter(e.a.metrics.RPOSeconds) }
+	e.w.batches(4)
+	e.round()
+	if rpo() != 0 {
+		t.Fatalf("everything captured: rpo %v", rpo())
+	}
+	e.tl.observe(time.Now())
+	e.w.batches(2)
+	time.Sleep(300 * time.Millisecond)
+	e.tl.observe(time.Now())
+	if r := rpo(); r < 0.3 {
+		t.Fatalf("bytes waiting 0.3s: rpo %v", r)
+	}
+	// Roll with those bytes uncaptured; the agent sees the rolled segment.
+	if err := os.WriteFile(filepath.Join(e.logs, "status-0", "00000000000000001000.log"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.round()
+	if _, err := e.a.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.tl.updateRPO(time.Now())
+	if r := rpo(); r < 0.3 {
+		t.Fatalf("rolled segment with uncaptured bytes, not archived: rpo %v", r)
+	}
+	// Archived: nothing left.
+	key := ""
+	e.a.mu.Lock()
+	for k := range e.a.seen {
+		key = k
+	}
+	delete(e.a.seen, key)
+	e.a.mu.Unlock()
+	if err := e.a.state.Put(stateEntry{Key: key, Status: statusArchived, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.tl.updateRPO(time.Now())
+	if r := rpo(); r != 0 {
+		t.Fatalf("rolled segment archived, new one empty: rpo %v", r)
 	}
 }

@@ -628,6 +628,9 @@ func (t *tailer) round(ctx context.Context) {
 		}
 		if budget <= 0 {
 			t.backlog = true
+			t.a.metrics.TailSkipped.WithLabelValues("budget").Inc()
+			t.a.log.Info("tail capture round full; the remaining partitions are read in the next round, in a few seconds",
+				"partitions_left", len(keys)-len(caps), "budget_bytes", packBudget(cfg))
 			break
 		}
 		tr := t.st.Tracks[k]
@@ -784,10 +787,15 @@ func (t *tailer) observe(now time.Time) int64 {
 		if err != nil {
 			continue
 		}
-		if fi.Size() > tr.To {
+		rt := t.rt[k]
+		// Growth since the last read (a preallocated file does not grow:
+		// its captures come every interval).
+		switch {
+		case rt != nil && rt.readSize >= 0:
+			acc += max(0, fi.Size()-rt.readSize)
+		case fi.Size() > tr.To:
 			acc += fi.Size() - tr.To
 		}
-		rt := t.rt[k]
 		if rt == nil {
 			continue
 		}
