@@ -184,8 +184,8 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 	if m.Format != SegmentManifestFormat {
 		return nil, fmt.Errorf("manifest %s: format %q, want %q", key, m.Format, SegmentManifestFormat)
 	}
-	if m.Version != ManifestVersion {
-		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d)", key, m.Version, ManifestVersion)
+	if m.Version != ManifestVersion && m.Version != ManifestVersionV2 {
+		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d and %d)", key, m.Version, ManifestVersion, ManifestVersionV2)
 	}
 	if m.Kind != KindSegment && m.Kind != KindKRaftSnapshot {
 		return nil, fmt.Errorf("manifest %s: unknown kind %q", key, m.Kind)
