@@ -180,6 +180,11 @@ func TestH22OpenFileCorruption(t *testing.T) {
 	err = read(rec)
 	wantIntegrity("flipped byte", err)
 	t.Log(err)
+	// A shorter object than the chunks say: corruption.
+	short := rec
+	short.DataKey = "c/short.sv2"
+	mustCreate(t, l, short.DataKey, raw[:len(raw)-1], uploader.PutOptions{})
+	wantIntegrity("short object", read(short))
 	// A missing object is a transport answer, not corruption.
 	r = rec
 	r.DataKey = "c/missing.sv2"

@@ -190,6 +190,9 @@ func (r *v2Reader) fetch(j *rangeJob) error {
 
 func (r *v2Reader) get(j *rangeJob) ([]byte, error) {
 	rc, err := uploader.GetRange(r.ctx, r.b, j.key, j.off, j.n)
+	if errors.Is(err, uploader.ErrRangeEnd) {
+		return nil, &IntegrityError{Key: j.key, Check: "stored size", Err: fmt.Errorf("file %s chunk %d: %w", r.rec.Name, j.first, err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", j.key, err)
 	}

@@ -37,10 +37,10 @@ func PreviewCut(ctx context.Context, src Source, pp *PartitionPlan, toOffset, to
 		}
 		rc, err := src.Open(ctx, rec)
 		if err != nil {
-			return c, fmt.Errorf("object %s (%s): %w", rec.Object.Key, rec.Name, err)
+			return c, fmt.Errorf("object %s (%s): %w", objectKey(rec), rec.Name, err)
 		}
 		defer rc.Close()
-		r := segment.NewReader(rc, rec.Size, rec.Object.Key, segment.ReaderOptions{BaseOffset: s.Manifest.BaseOffset})
+		r := segment.NewReader(rc, rec.Size, objectKey(rec), segment.ReaderOptions{BaseOffset: s.Manifest.BaseOffset})
 		for r.Next() {
 			b := r.Batch()
 			if (toOffset >= 0 && b.LastOffset() > toOffset) || (toTime >= 0 && b.MaxTimestamp > toTime) {

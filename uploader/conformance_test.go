@@ -351,7 +351,10 @@ func testStreamContract(t *testing.T, newBucket func(t *testing.T) Bucket) {
 				}
 			}
 			for _, r := range [][2]int64{{int64(len(data)) - 1, 2}, {int64(len(data)), 1}, {int64(len(data)) + 10, 5}} {
-				if rc, err := GetRange(ctx, b, "s/obj", r[0], r[1]); err == nil {
+				if rc, err := GetRange(ctx, b, "s/obj", r[0], r[1]); !errors.Is(err, ErrRangeEnd) {
+					if err != nil {
+						t.Fatalf("range %v past the end: %v, want ErrRangeEnd", r, err)
+					}
 					p, rerr := io.ReadAll(rc)
 					rc.Close()
 					t.Fatalf("range %v past the end: no error (%d bytes, %v)", r, len(p), rerr)

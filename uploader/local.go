@@ -609,7 +609,7 @@ func (l *Local) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	}
 	if off+n > info.Size {
 		rc.Close()
-		return nil, fmt.Errorf("get %s: range %d+%d past the object's %d bytes", key, off, n, info.Size)
+		return nil, fmt.Errorf("get %s: range %d+%d, object has %d bytes: %w", key, off, n, info.Size, ErrRangeEnd)
 	}
 	f := rc.(*os.File)
 	return struct {

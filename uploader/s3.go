@@ -808,7 +808,7 @@ func (s *S3) GetRange(ctx context.Context, key string, off, n int64) (io.ReadClo
 			return nil, err
 		}
 		if off > info.Size {
-			return nil, fmt.Errorf("get %s: range %d+0 past the object's %d bytes", key, off, info.Size)
+			return nil, fmt.Errorf("get %s: range %d+0, object has %d bytes: %w", key, off, info.Size, ErrRangeEnd)
 		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
@@ -819,13 +819,13 @@ func (s *S3) GetRange(ctx context.Context, key string, off, n int64) (io.ReadClo
 	body, oi, _, err := s.core.GetObject(ctx, s.opts.Bucket, key, o)
 	if err != nil {
 		if resp, _ := s3Error(err); resp.Code == "InvalidRange" {
-			return nil, fmt.Errorf("get %s: range %d+%d past the object's end", key, off, n)
+			return nil, fmt.Errorf("get %s: range %d+%d: %w", key, off, n, ErrRangeEnd)
 		}
 		return nil, s.mapErr("get", key, err)
 	}
 	if oi.Size != n {
 		body.Close()
-		return nil, fmt.Errorf("get %s: range %d+%d past the object's end (server returned %d bytes)", key, off, n, oi.Size)
+		return nil, fmt.Errorf("get %s: range %d+%d, server returned %d bytes: %w", key, off, n, oi.Size, ErrRangeEnd)
 	}
 	return &exactReader{r: body, c: body, n: n, key: key, off: off}, nil
 }
