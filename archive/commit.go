@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/segvault/segvault/segment"
@@ -22,6 +24,8 @@ type CommitStore interface {
 	Delete(ctx context.Context, key string) error
 	PutFile(ctx context.Context, key string, src io.Reader, size int64) (FileRecord, error)
 	PutManifest(ctx context.Context, key string, data []byte) error
+	// Get reads a small object (a manifest) whole.
+	Get(ctx context.Context, key string, max int64) ([]byte, error)
 }
 
 // CommitFile is one opened file of a segment (or KRaft snapshot), held open
@@ -251,6 +255,16 @@ func Commit(ctx context.Context, st CommitStore, req CommitRequest) (CommitResul
 	m.SourceModTime = main.ModTime.UTC()
 	m.CreatedAt = time.Time{}
 	m.Summary = sum
+	// The same content committed before by this broker under another upload
+	// id (the file's mtime or inode changed, its bytes did not: a touched or
+	// compacted-to-identical segment) is the same version: "already", as a
+	// v1 content-addressed key would say.
+	if prev, err := sameContent(ctx, st, dir, m.BrokerID, m.ContentID, mkey); err != nil {
+		return fail(err)
+	} else if prev != "" {
+		deleteAll(ctx, st, uploaded)
+		return CommitResult{Status: CommitAlready, ManifestKey: prev}, nil
+	}
 	data, err := encodeManifestV2(&m)
 	if err != nil {
 		return fail(err)
@@ -267,6 +281,38 @@ func Commit(ctx context.Context, st CommitStore, req CommitRequest) (CommitResul
 	res.Status, res.ManifestKey, res.Manifest = CommitArchived, mkey, &m
 	res.Truncated = truncated != nil
 	return res, nil
+}
+
+// sameContent returns the key of a committed v2 manifest of the same
+// segment (the versions beside dir), broker and content id, "" if none.
+func sameContent(ctx context.Context, st CommitStore, dir string, broker int32, contentID, self string) (string, error) {
+	base := path.Dir(strings.TrimSuffix(dir, "/")) + "/"
+	mine := fmt.Sprintf("%s%d-", base, broker)
+	var keys []string
+	if err := st.List(ctx, base, func(oi uploader.ObjectInfo) error {
+		if strings.HasPrefix(oi.Key, mine) && path.Base(oi.Key) == ManifestName && oi.Key != self {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return "", fmt.Errorf("list %s: %w", base, err)
+	}
+	for _, k := range keys {
+		data, err := st.Get(ctx, k, MaxManifestSize)
+		if errors.Is(err, uploader.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", k, err)
+		}
+		var head struct {
+			ContentID string `json:"content_id"`
+		}
+		if json.Unmarshal(data, &head) == nil && head.ContentID == contentID {
+			return k, nil
+		}
+	}
+	return "", nil
 }
 
 // encodeManifestV2 is the manifest's stored form (until archive.EncodeManifest).

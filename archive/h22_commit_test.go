@@ -33,6 +33,9 @@ func (s *h22Store) Exists(ctx context.Context, key string) (bool, error) {
 func (s *h22Store) List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error {
 	return s.b.List(ctx, prefix, fn)
 }
+func (s *h22Store) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	return uploader.ReadAll(ctx, s.b, key, max)
+}
 func (s *h22Store) Delete(ctx context.Context, key string) error { return s.b.Delete(ctx, key) }
 func (s *h22Store) PutFile(ctx context.Context, key string, src io.Reader, size int64) (FileRecord, error) {
 	if s.failAt != "" && strings.HasSuffix(key, s.failAt) {
@@ -137,6 +140,18 @@ func TestH22CommitOnePass(t *testing.T) {
 	res, err = Commit(ctx, st, req2)
 	if err != nil || res.Status != CommitAlready || cnt2.n.Load() != 0 {
 		t.Fatalf("second commit: %+v %v, %d bytes read", res, err, cnt2.n.Load())
+	}
+	// The same bytes with another mtime (another upload id): the same
+	// version, "already", and its data objects are removed again.
+	before := h22Keys(t, b)
+	req4, _ := h22Request(t, logData)
+	req4.Files[0].ModTime = req4.Files[0].ModTime.Add(time.Hour)
+	res4, err := Commit(ctx, st, req4)
+	if err != nil || res4.Status != CommitAlready || res4.ManifestKey != res.ManifestKey {
+		t.Fatalf("same content, new mtime: %+v %v", res4, err)
+	}
+	if after := h22Keys(t, b); !slices.Equal(before, after) {
+		t.Fatalf("objects changed: %v -> %v", before, after)
 	}
 	// The same file state into another store: a byte-identical manifest.
 	b2 := newTestLocal(t)
