@@ -31,7 +31,9 @@ func NewArchive(b uploader.Bucket, enc *archive.Encoder, opts archive.EncodeOpti
 // PutFile stores exactly size bytes of src at key in format v2; the record
 // has no Name or ModTime (the caller's).
 func (a *bucketArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error) {
-	w, err := archive.NewFileWriter(ctx, a.b, key, a.wopts)
+	wo := a.wopts
+	wo.SizeHint = size
+	w, err := archive.NewFileWriter(ctx, a.b, key, wo)
 	if err != nil {
 		return archive.FileRecord{}, err
 	}

@@ -6,9 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -278,3 +283,97 @@ type nullStream struct{}
 func (nullStream) WritePart(context.Context, int, []byte, string) error { return nil }
 func (nullStream) Complete(context.Context) error                       { return nil }
 func (nullStream) Abort(context.Context) error                          { return nil }
+
+// h22Repeat yields n bytes repeating block.
+type h22Repeat struct {
+	block  []byte
+	n, off int64
+}
+
+func (r *h22Repeat) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(int64(len(p)), r.n)], r.block[r.off%int64(len(r.block)):])
+	r.n -= int64(k)
+	r.off += int64(k)
+	return k, nil
+}
+
+// h22PeakRSS resets the process's peak RSS (clear_refs 5) and returns a
+// func reporting the peak since then, in bytes.
+func h22PeakRSS(t *testing.T) func() int64 {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+	return func() int64 {
+		data, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil {
+				return kb << 10
+			}
+		}
+		t.Fatal("no VmHWM")
+		return 0
+	}
+}
+
+// TestH22RSS1GiB measures the peak RSS of the process (test binary
+// included, ~11 MiB) while one 1 GiB file is archived with the defaults.
+// Measured on the 2-core test machine: 74 MiB incompressible, 86-89 MiB
+// compressible; with PartSize 8 MiB 58 and 73. The working set is two 16 MiB
+// part buffers, three 4 MiB raw chunks, the encoded chunks and the zstd
+// encoders, which the shared ChunkCodec keeps in a sync.Pool and so
+// rebuilds after garbage collections. The limit guards against regressions;
+// issue 14's 64 MiB figure is not met yet with 16 MiB parts.
+func TestH22RSS1GiB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB")
+	}
+	if os.Getenv("H22_RSS_CHILD") == "" {
+		// In a fresh process: other tests' heap would count.
+		cmd := exec.Command(os.Args[0], "-test.run=^TestH22RSS1GiB$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "H22_RSS_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		if err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		return
+	}
+	const size = 1 << 30
+	for _, tc := range []struct {
+		name string
+		src  func() io.Reader
+	}{
+		{"incompressible", func() io.Reader { return newGenReader(9, size) }},
+		{"compressible", func() io.Reader { return &h22Repeat{block: compressible(4<<20 + 17), n: size} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GC()
+			debug.FreeOSMemory()
+			peak := h22PeakRSS(t)
+			t.Logf("baseline RSS %d MiB", peak()>>20)
+			w, err := NewFileWriter(context.Background(), nullStreamBucket{}, "big.sv2", WriterOptions{SizeHint: size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.CopyBuffer(w, tc.src(), make([]byte, 256<<10)); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := w.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := peak()
+			t.Logf("%s: %d chunks (%s), peak RSS %d MiB", tc.name, len(rec.Chunks), rec.Chunks[0].Compression, p>>20)
+			if p > 100<<20 {
+				t.Errorf("peak RSS %d MiB while archiving 1 GiB", p>>20)
+			}
+		})
+	}
+}
