@@ -60,6 +60,9 @@ type CommitRequest struct {
 	Log   *slog.Logger
 }
 
+// maxUploadAttempts bounds the upload ids one file state may use (see Commit).
+const maxUploadAttempts = 4
+
 // Commit outcomes.
 const (
 	CommitArchived = "archived"
@@ -106,26 +109,46 @@ func Commit(ctx context.Context, st CommitStore, req CommitRequest) (CommitResul
 	main := req.Files[0]
 	ref := SegmentRef{Cluster: m.ClusterID, Topic: m.Topic, Partition: m.Partition, TopicID: m.TopicID,
 		BaseOffset: m.BaseOffset, Broker: m.BrokerID}
-	ref.ContentID = UploadID(ref, main.Name, main.Size, main.ModTime, main.Inode)
-	dir := req.Layout.SegmentDirV2(ref)
-	if m.Kind == KindKRaftSnapshot {
-		dir = req.Layout.SnapshotDirV2(ref, m.SnapshotEpoch)
-	}
-	mkey := dir + ManifestName
-	if ok, err := st.Exists(ctx, mkey); err != nil {
-		return CommitResult{}, fmt.Errorf("check manifest %s: %w", mkey, err)
-	} else if ok {
-		return CommitResult{Status: CommitAlready, ManifestKey: mkey}, nil
-	}
-	var stale []string
-	if err := st.List(ctx, dir, func(oi uploader.ObjectInfo) error { stale = append(stale, oi.Key); return nil }); err != nil {
-		return CommitResult{}, fmt.Errorf("list %s: %w", dir, err)
-	}
-	for _, k := range stale {
-		log.Info("deleting an uncommitted data object of an earlier attempt", "key", k)
-		if err := st.Delete(ctx, k); err != nil {
-			return CommitResult{}, fmt.Errorf("delete uncommitted %s: %w", k, err)
+	// The version's prefix: the upload id's, unless an earlier attempt left
+	// objects there that cannot be deleted (a store that grants no delete):
+	// then the next of a few alternate ids, each derived from the same file
+	// state, so a retry finds them again.
+	var dir, mkey string
+	for attempt := 0; ; attempt++ {
+		name := main.Name
+		if attempt > 0 {
+			name = fmt.Sprintf("%s#%d", main.Name, attempt)
 		}
+		ref.ContentID = UploadID(ref, name, main.Size, main.ModTime, main.Inode)
+		dir = req.Layout.SegmentDirV2(ref)
+		if m.Kind == KindKRaftSnapshot {
+			dir = req.Layout.SnapshotDirV2(ref, m.SnapshotEpoch)
+		}
+		mkey = dir + ManifestName
+		if ok, err := st.Exists(ctx, mkey); err != nil {
+			return CommitResult{}, fmt.Errorf("check manifest %s: %w", mkey, err)
+		} else if ok {
+			return CommitResult{Status: CommitAlready, ManifestKey: mkey}, nil
+		}
+		var stale []string
+		if err := st.List(ctx, dir, func(oi uploader.ObjectInfo) error { stale = append(stale, oi.Key); return nil }); err != nil {
+			return CommitResult{}, fmt.Errorf("list %s: %w", dir, err)
+		}
+		var derr error
+		for _, k := range stale {
+			log.Info("deleting an uncommitted data object of an earlier attempt", "key", k)
+			if err := st.Delete(ctx, k); err != nil {
+				derr = fmt.Errorf("delete uncommitted %s: %w", k, err)
+				break
+			}
+		}
+		if derr == nil {
+			break
+		}
+		if attempt == maxUploadAttempts-1 {
+			return CommitResult{}, derr
+		}
+		log.Warn("an earlier attempt's objects cannot be deleted; archiving under another upload id", "err", derr)
 	}
 
 	base := m.BaseOffset

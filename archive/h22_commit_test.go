@@ -22,9 +22,10 @@ const h22Fixture = "../../shared/fixtures/kafka-real/NikhilDighe9975__kafka_setu
 
 // h22Store is a CommitStore over a bucket (what the agent's Archive does).
 type h22Store struct {
-	b      uploader.Bucket
-	opts   WriterOptions
-	failAt string // PutFile of a key with this suffix fails
+	b        uploader.Bucket
+	opts     WriterOptions
+	failAt   string // PutFile of a key with this suffix fails
+	noDelete bool   // Delete fails (a store that grants no delete)
 }
 
 func (s *h22Store) Exists(ctx context.Context, key string) (bool, error) {
@@ -36,7 +37,12 @@ func (s *h22Store) List(ctx context.Context, prefix string, fn func(uploader.Obj
 func (s *h22Store) Get(ctx context.Context, key string, max int64) ([]byte, error) {
 	return uploader.ReadAll(ctx, s.b, key, max)
 }
-func (s *h22Store) Delete(ctx context.Context, key string) error { return s.b.Delete(ctx, key) }
+func (s *h22Store) Delete(ctx context.Context, key string) error {
+	if s.noDelete {
+		return errors.New("access denied")
+	}
+	return s.b.Delete(ctx, key)
+}
 func (s *h22Store) PutFile(ctx context.Context, key string, src io.Reader, size int64) (FileRecord, error) {
 	if s.failAt != "" && strings.HasSuffix(key, s.failAt) {
 		return FileRecord{}, errors.New("injected upload failure")
@@ -225,6 +231,20 @@ func TestH22CommitReplacesCrashedAttempt(t *testing.T) {
 	got, err := h22ReadFile(t, b, res.Manifest.Files[0], DecodeOptions{})
 	if err != nil || !bytes.Equal(got, logData) {
 		t.Fatalf("rewritten .log: %v", err)
+	}
+
+	// Without delete permission: the leftovers stay, the commit goes under
+	// an alternate upload id, and a retry finds it there.
+	b2 := newTestLocal(t)
+	mustCreate(t, b2, req.Layout.DataKeyV2(dir, "00000000000000000000.log"), []byte("partial"), uploader.PutOptions{})
+	st := &h22Store{b: b2, noDelete: true}
+	res, err = Commit(ctx, st, req)
+	if err != nil || res.Status != CommitArchived || strings.HasPrefix(res.ManifestKey, dir) {
+		t.Fatalf("no-delete store: %+v %v", res, err)
+	}
+	again, err := Commit(ctx, st, req)
+	if err != nil || again.Status != CommitAlready || again.ManifestKey != res.ManifestKey {
+		t.Fatalf("retry on a no-delete store: %+v %v", again, err)
 	}
 }
 
