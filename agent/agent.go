@@ -45,6 +45,8 @@ type Archive interface {
 	List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error
 	// Get reads a small object whole.
 	Get(ctx context.Context, key string, max int64) ([]byte, error)
+	// Delete removes an uncommitted data object (archive.Commit's cleanup).
+	Delete(ctx context.Context, key string) error
 }
 
 // Agent archives the rolled segments of a broker's log dirs.
@@ -878,7 +880,7 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 		Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, NextBase: c.NextBase, Bytes: c.Files[0].Size,
 		Reason: why, At: time.Now().UTC()}
 	data, _ := json.MarshalIndent(g, "", " ")
-	key := a.layout.GapKey(archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+	key := a.layout.GapKeyV2(archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: g.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
 	e := stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At, GapKey: key, GapBody: data}
 	if err := a.state.Put(e); err != nil {
@@ -1053,7 +1055,7 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 	if err != nil {
 		return err
 	}
-	if err := a.store.PutManifest(ctx, a.layout.LogDirKey(id.ClusterID, id.BrokerID, logDirKey(dir), m.CapturedAt), data); err != nil {
+	if err := a.store.PutManifest(ctx, a.layout.LogDirKeyV2(id.ClusterID, id.BrokerID, logDirKey(dir), m.CapturedAt), data); err != nil {
 		return err
 	}
 	a.metrics.RootCaptures.Inc()
@@ -1066,7 +1068,7 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 // latestRootCapture returns the content hash (as captureRoot computes it)
 // and time of the newest capture of dir in the bucket.
 func (a *Agent) latestRootCapture(ctx context.Context, id BrokerIdentity, dir string) (string, time.Time, error) {
-	prefix := a.layout.LogDirPrefix(id.ClusterID, id.BrokerID) + logDirKey(dir) + "/"
+	prefix := a.layout.BrokerPrefixV2(id.ClusterID, id.BrokerID) + "logdirs/" + logDirKey(dir) + "/" // where captureRoot writes (LogDirKeyV2)
 	newest := ""
 	if err := a.store.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
 		if oi.Key > newest {

@@ -38,10 +38,10 @@ func PreviewCut(ctx context.Context, src Source, pp *PartitionPlan, toOffset, to
 		}
 		rc, err := src.Open(ctx, rec)
 		if err != nil {
-			return c, fmt.Errorf("object %s (%s): %w", rec.Object.Key, rec.Name, err)
+			return c, fmt.Errorf("object %s (%s): %w", objectKey(rec), rec.Name, err)
 		}
 		defer rc.Close()
-		p, err := index.CutPrefix(rc, rec.Size, rec.Object.Key, s.Manifest.BaseOffset, pit)
+		p, err := index.CutPrefix(rc, rec.Size, objectKey(rec), s.Manifest.BaseOffset, pit)
 		if p.Batches > 0 {
 			c.Kept, c.LastOffset = true, p.LastOffset
 			c.LastTimestamp = max(c.LastTimestamp, p.MaxTimestamp)

@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 
 // h21MoveToV2 rewrites the v1 manifests of partition p as v2 manifests of
 // the same files at their v2 keys and deletes the v1 ones.
-func h21MoveToV2(t *testing.T, b uploader.Bucket, l archive.Layout, p int32) int {
+func h21MoveToV1(t *testing.T, b uploader.Bucket, l archive.Layout, p int32) int {
 	t.Helper()
 	ctx := context.Background()
 	cat, err := archive.ListAll(ctx, b, l)
@@ -23,7 +24,7 @@ func h21MoveToV2(t *testing.T, b uploader.Bucket, l archive.Layout, p int32) int
 	}
 	n := 0
 	for _, v := range cat.Versions {
-		if v.Key.Partition != p || v.Key.Version != archive.LayoutVersion {
+		if v.Key.Partition != p || v.Key.Version != archive.LayoutVersionV2 {
 			continue
 		}
 		data, _ := uploader.ReadAll(ctx, b, v.Manifest.Key, archive.MaxManifestSize)
@@ -31,19 +32,16 @@ func h21MoveToV2(t *testing.T, b uploader.Bucket, l archive.Layout, p int32) int
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, log := m.Ref(), m.Files[0]
-		m.Version, m.CreatedAt, m.SourceModTime = archive.ManifestVersionV2, time.Time{}, log.ModTime
-		m.UploadID = archive.UploadID(r, log.Name, log.Size, log.ModTime, 7)
-		r.ContentID = m.UploadID
-		dir := l.SegmentDirV2(r)
+		m.Version, m.CreatedAt, m.SourceModTime, m.UploadID = archive.ManifestVersion, m.SourceModTime, time.Time{}, ""
+		r := m.Ref()
+		r.ContentID = m.ContentID
+		dir := l.SegmentDir(r)
 		for i := range m.Files {
 			f := &m.Files[i]
-			f.Object, f.CRC32C, f.DataKey, f.Chunks = archive.StoredObject{}, "", l.DataKeyV2(dir, f.Name), nil
-			if f.Size > 0 {
-				f.Chunks = []archive.Chunk{{StoredSize: f.Size, RawSize: f.Size, CRC32C: "00000000", RawCRC32C: "00000000", Compression: archive.CompressionNone}}
-			}
+			f.Object = archive.StoredObject{Key: l.DataKey(r, f.Name, ""), Size: f.Size, SHA256: f.SHA256, CRC32C: "00000000", Compression: archive.CompressionNone}
+			f.CRC32C, f.DataKey, f.Chunks = "00000000", "", nil
 		}
-		data, err = archive.EncodeManifest(m)
+		data, err = json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +58,8 @@ func h21MoveToV2(t *testing.T, b uploader.Bucket, l archive.Layout, p int32) int
 
 // TestH21PlanReadsBothRoots: restore plans from v1 and v2 manifests alike,
 // merged in one listing: the plan of an archive whose partition 1 moved to
-// v2 manifests is the plan of the all-v1 archive, with the v2 keys.
+// v1 manifests is the plan of the all-v2 archive, with the v1 keys.
+
 func TestH21PlanReadsBothRoots(t *testing.T) {
 	root := buildArchive(t)
 	b, err := uploader.NewLocal(root)
@@ -74,7 +73,7 @@ func TestH21PlanReadsBothRoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := h21MoveToV2(t, b, l, 1); n == 0 {
+	if n := h21MoveToV1(t, b, l, 1); n == 0 {
 		t.Fatal("no manifest of partition 1")
 	}
 	after, err := restore.MakePlan(ctx, src, l, restore.Selection{Broker: -1}, 2)
@@ -91,9 +90,9 @@ func TestH21PlanReadsBothRoots(t *testing.T) {
 			t.Fatalf("%s-%d: planned %+v, want %+v", pp.Topic, pp.Partition, pp, bp)
 		}
 		for j, s := range pp.Segments {
-			v2 := strings.HasPrefix(s.Key, l.RootV2())
-			if v2 != (pp.Partition == 1) || s.Manifest.BaseOffset != bp.Segments[j].Manifest.BaseOffset {
-				t.Errorf("%s-%d segment %d: key %s (base %d), want base %d under the v2 root only for partition 1", pp.Topic, pp.Partition, j, s.Key, s.Manifest.BaseOffset, bp.Segments[j].Manifest.BaseOffset)
+			v1 := strings.HasPrefix(s.Key, l.Root())
+			if v1 != (pp.Partition == 1) || s.Manifest.BaseOffset != bp.Segments[j].Manifest.BaseOffset {
+				t.Errorf("%s-%d segment %d: key %s (base %d), want base %d under the v1 root only for partition 1", pp.Topic, pp.Partition, j, s.Key, s.Manifest.BaseOffset, bp.Segments[j].Manifest.BaseOffset)
 			}
 		}
 	}
@@ -111,7 +110,6 @@ func TestH21PlanRejectsMisplacedV2(t *testing.T) {
 	b, _ := uploader.NewLocal(root)
 	ctx := context.Background()
 	l := archive.NewLayout("")
-	h21MoveToV2(t, b, l, 0)
 	all, _ := archive.ListAll(ctx, b, l)
 	var key string
 	for _, v := range all.Versions {

@@ -347,7 +347,7 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 		for _, f := range s.Manifest.Files {
 			resumed, err := fetchFile(ctx, src, tmp, f, opts.Progress)
 			if err != nil {
-				return fail(fmt.Errorf("object %s (%s): %w", f.Object.Key, f.Name, err))
+				return fail(fmt.Errorf("object %s (%s): %w", objectKey(f), f.Name, err))
 			}
 			if resumed && fetched[f.Name] {
 				continue // the same file again (leader-epoch-checkpoint of every segment): counted once
