@@ -35,11 +35,8 @@ func h29NewLocal(t testing.TB) *h29Arch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &h29Arch{t: t, b: b, l: NewLocal(""), cl: "c1", dir: dir}
+	return &h29Arch{t: t, b: b, l: NewLayout(""), cl: "c1", dir: dir}
 }
-
-// NewLocal is the empty layout (helper for tests).
-func NewLocal(prefix string) Layout { return NewLayout(prefix) }
 
 func (a *h29Arch) put(key string, data []byte) {
 	a.t.Helper()
