@@ -235,8 +235,19 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 		}
 		for _, g := range gaps[k] {
 			if g.TopicID == pi.TopicID || len(live) == 0 {
-				if !rangeCovered(live, g.BaseOffset, max(g.NextBase, g.BaseOffset+1)) {
-					pi.Gaps = append(pi.Gaps, InfoGap{From: g.BaseOffset, To: g.NextBase, Reason: "lost on broker " + itoa(int64(g.BrokerID)) + ": " + g.Reason})
+				if rangeCovered(live, g.BaseOffset, max(g.NextBase, g.BaseOffset+1)) {
+					continue
+				}
+				why := "lost on broker " + itoa(int64(g.BrokerID)) + ": " + g.Reason
+				found := false
+				for i, h := range pi.Gaps {
+					if h.From <= g.BaseOffset && g.NextBase <= h.To {
+						pi.Gaps[i].Reason, found = why, true // a hole the marker explains
+						break
+					}
+				}
+				if !found {
+					pi.Gaps = append(pi.Gaps, InfoGap{From: g.BaseOffset, To: g.NextBase, Reason: why})
 				}
 			}
 		}

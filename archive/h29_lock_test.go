@@ -1,0 +1,73 @@
+package archive
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/segvault/segvault/internal/miniotest"
+	"github.com/segvault/segvault/uploader"
+)
+
+// TestH29PruneObjectLock: on a MinIO bucket with object lock, a superseded
+// version whose objects are under governance retention or a legal hold is
+// not attempted and is reported with when it becomes deletable; the
+// unlocked one goes; a second prune deletes nothing.
+func TestH29PruneObjectLock(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewObjectLockBucket(t)
+	plain := newTestS3(t, srv, bucket, nil)
+	locked := newTestS3(t, srv, bucket, func(o *uploader.S3Options) { o.RetentionMode, o.RetentionDays = "GOVERNANCE", 1 })
+	on, err := uploader.ObjectLockEnabled(context.Background(), uploader.WithRetry(plain, uploader.RetryPolicy{}))
+	if err != nil || !on {
+		t.Fatalf("object lock enabled: %v, %v", on, err)
+	}
+	a := &h29Arch{t: t, b: plain, l: NewLayout("pfx"), cl: "c1"}
+	now := time.Now().UTC()
+	day := 24 * time.Hour
+	mFree, dFree := a.version("t", 0, 1, 0, 100, now.Add(-10*day))
+	a.b = locked
+	mLock, dLock := a.version("t", 1, 1, 0, 100, now.Add(-10*day))
+	a.b = plain
+	mHold, dHold := a.version("t", 2, 1, 0, 100, now.Add(-10*day))
+	if err := srv.Client().PutObjectLegalHold(context.Background(), bucket, dHold, minio.PutObjectLegalHoldOptions{Status: ptr(minio.LegalHoldEnabled)}); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		a.version("t", p, 1, 0, 100, now.Add(-5*day)) // the live versions
+	}
+	b := uploader.WithRetry(plain, uploader.RetryPolicy{})
+	rep, err := Prune(context.Background(), b, a.l, "", PruneOptions{KeepWithin: day, DeleteDelay: -1})
+	if err != nil || len(rep.Failures) > 0 {
+		t.Fatalf("prune: %v %v", err, rep.Failures)
+	}
+	keys := a.keys()
+	h29Has(t, keys, false, mFree, dFree)
+	h29Has(t, keys, true, mLock, dLock, mHold, dHold)
+	if len(rep.Locked) != 2 {
+		t.Fatalf("locked: %+v", rep.Locked)
+	}
+	for _, l := range rep.Locked {
+		switch l.Unit.Keys[0] {
+		case mLock:
+			if l.LegalHold || l.DeletableAt.Before(now.Add(23*time.Hour)) || l.DeletableAt.After(now.Add(25*time.Hour)) {
+				t.Errorf("retained version: %+v, want deletable in about a day", l)
+			}
+		case mHold:
+			if !l.LegalHold || l.Key != dHold {
+				t.Errorf("legal hold: %+v", l)
+			}
+		default:
+			t.Errorf("unexpected locked unit %+v", l)
+		}
+	}
+	t.Logf("bytes freed on MinIO with object lock: %d; locked: %+v", rep.BytesFreed, rep.Locked)
+	rep2, err := Prune(context.Background(), b, a.l, "", PruneOptions{KeepWithin: day, DeleteDelay: -1})
+	if err != nil || len(rep2.Deleted) != 0 || len(rep2.Locked) != 2 {
+		t.Fatalf("second prune: %v, deleted %v, locked %d", err, rep2.Deleted, len(rep2.Locked))
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
