@@ -1122,35 +1122,50 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 			if len(byBase) == 0 {
 				continue
 			}
-			err := a.store.List(ctx, a.layout.PartitionPrefix(id.ClusterID, ps.Dir.Topic, ps.Dir.Partition), func(oi uploader.ObjectInfo) error {
-				if !archive.IsManifestKey(oi.Key) {
-					return nil
+			// Both layout versions: a v2 manifest matches like a v1 one
+			// (its files' names, sizes and mtimes are the local files').
+			cat, err := archive.ListPartition(ctx, a.store, a.layout, id.ClusterID, ps.Dir.Topic, ps.Dir.Partition)
+			if err != nil {
+				return err
+			}
+			for _, v := range cat.Versions {
+				if v.Key.Broker != id.BrokerID {
+					continue
 				}
-				data, err := a.store.Get(ctx, oi.Key, archive.MaxManifestSize)
+				key := v.Manifest.Key
+				data, err := a.store.Get(ctx, key, archive.MaxManifestSize)
 				if err != nil {
 					return err
 				}
-				m, err := archive.DecodeSegmentManifest(oi.Key, data)
+				m, err := archive.DecodeSegmentManifest(key, data)
 				if err != nil || m.BrokerID != id.BrokerID {
-					return nil
+					continue
 				}
 				c := byBase[fmt.Sprintf("%s/%d/%d", m.Kind, m.BaseOffset, m.SnapshotEpoch)]
-				if c == nil || len(m.Files) != len(c.Files) {
-					return nil
-				}
-				for i, f := range m.Files {
-					if f.Name != c.Files[i].Name || f.Size != c.Files[i].Size || !f.ModTime.Equal(c.Files[i].MTime) {
-						return nil
-					}
+				if c == nil || !manifestMatches(m, c) {
+					continue
 				}
 				n++
-				return a.state.Put(stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: oi.Key, At: time.Now().UTC()})
-			})
-			if err != nil {
-				return err
+				if err := a.state.Put(stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: key, At: time.Now().UTC()}); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	a.log.Info("state rebuilt from the bucket", "segments", n)
 	return nil
+}
+
+// manifestMatches reports whether manifest m records exactly c's files, with
+// their sizes and modification times.
+func manifestMatches(m *archive.SegmentManifest, c *candidate) bool {
+	if len(m.Files) != len(c.Files) {
+		return false
+	}
+	for i, f := range m.Files {
+		if f.Name != c.Files[i].Name || f.Size != c.Files[i].Size || !f.ModTime.Equal(c.Files[i].MTime) {
+			return false
+		}
+	}
+	return true
 }

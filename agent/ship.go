@@ -178,7 +178,7 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 		Format: archive.SegmentManifestFormat, Version: archive.ManifestVersion, Kind: c.Kind,
 		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: c.LogDir, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: ref.TopicID, BaseOffset: c.Base, SnapshotEpoch: c.Epoch, NextSegmentBase: c.NextBase, ContentID: ref.ContentID,
-		Agent: "segvault " + a.version, Validation: "shallow", Summary: sum,
+		Agent: "segvault " + a.version, Validation: "shallow", Summary: archive.SummaryFromSegment(sum),
 	}
 	if cfg.DeepValidate {
 		m.Validation = "deep"

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -598,234 +594,27 @@ type scrubSelection struct {
 	pending *[]byte
 }
 
-// scrubCursor is the --scrub-state file.
-type scrubCursor struct {
-	Store string `json:"store"`
-	Next  string `json:"next_manifest"` // the first manifest key of the next run
-}
-
-// choose returns the indexes of keys (sorted) to read, and saves the cursor.
+// choose returns the indexes of keys (sorted) to read, and saves the cursor
+// (archive.Sample).
 func (s scrubSelection) choose(keys []string) ([]int, error) {
-	n := len(keys)
-	if s.fraction >= 1 || n == 0 {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		return all, nil
-	}
-	k := int(math.Ceil(s.fraction * float64(n)))
-	start := 0
-	if s.statePath == "" {
-		start = int(uint64(time.Now().UnixNano()) % uint64(n))
-	} else {
-		var cur scrubCursor
-		data, err := os.ReadFile(s.statePath)
-		switch {
-		case err == nil:
-			if json.Unmarshal(data, &cur) != nil {
-				return nil, fmt.Errorf("--scrub-state %s: not a scrub cursor (delete it to start over)", s.statePath)
-			}
-		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("--scrub-state: %w", err)
-		}
-		if cur.Store == s.store {
-			start = sort.SearchStrings(keys, cur.Next) % n
-		}
-	}
-	out := make([]int, 0, k)
-	for i := 0; i < k; i++ {
-		out = append(out, (start+i)%n)
-	}
-	if s.statePath != "" {
-		data, _ := json.Marshal(scrubCursor{Store: s.store, Next: keys[(start+k)%n]})
-		if s.pending != nil {
-			*s.pending = data
-			return out, nil
-		}
-		return out, saveScrubCursor(s.statePath, data)
-	}
-	return out, nil
+	return archive.Sample{Fraction: s.fraction, StatePath: s.statePath, Store: s.store, Pending: s.pending}.Choose(keys)
 }
 
 // saveScrubCursor writes the --scrub-state file (temp file, rename).
 func saveScrubCursor(statePath string, data []byte) error {
-	tmp := statePath + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	if err := os.Rename(tmp, statePath); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	return nil
+	return archive.SaveSampleCursor(statePath, data)
 }
 
-// scrub checks every kind of manifest under the layout's root (segment and
-// KRaft snapshot manifests, log-dir captures, gap markers), every object a
-// chosen manifest names, reports objects a manifest names but the store
-// lacks ("missing") and objects no manifest names ("orphan").
+// scrub runs archive.Check (both layout roots, every manifest kind) with
+// sel choosing the manifests whose objects are read back.
 func scrub(ctx context.Context, b uploader.Bucket, layout archive.Layout, dopts archive.DecodeOptions, sel scrubSelection, deep bool) ([]fileResult, error) {
-	var manifestKeys []string
-	var out []fileResult
-	objects := map[string]uploader.ObjectInfo{}
-	var dataKeys []string
-	if err := b.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
-		switch {
-		case archive.IsManifestKey(oi.Key):
-			manifestKeys = append(manifestKeys, oi.Key)
-		case archive.IsLogDirKey(oi.Key), archive.IsGapKey(oi.Key):
-			out = append(out, scrubSmallManifest(ctx, b, oi))
-		default:
-			objects[oi.Key] = oi
-			dataKeys = append(dataKeys, oi.Key)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list %s in %s: %w", layout.Root(), b.String(), err)
-	}
-	sort.Strings(manifestKeys)
-	chosen, err := sel.choose(manifestKeys)
+	res, err := archive.Check(ctx, b, layout, archive.CheckOptions{Decode: dopts, Deep: deep, Choose: sel.choose})
 	if err != nil {
 		return nil, err
 	}
-	read := map[int]bool{}
-	for _, i := range chosen {
-		read[i] = true
-	}
-	referenced := map[string]bool{}
-	for i, key := range manifestKeys {
-		data, err := uploader.ReadAll(ctx, b, key, archive.MaxManifestSize)
-		if err != nil {
-			data, err = uploader.ReadAll(ctx, b, key, archive.MaxManifestSize) // once more
-		}
-		if err != nil {
-			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "error", Detail: err.Error()})
-			continue
-		}
-		m, err := archive.DecodeSegmentManifest(key, data)
-		if err != nil {
-			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "corrupt", Detail: err.Error()})
-			continue
-		}
-		for _, f := range m.Files {
-			referenced[f.Object.Key] = true
-		}
-		for j, f := range m.Files {
-			if _, ok := objects[f.Object.Key]; !ok {
-				out = append(out, fileResult{Path: f.Object.Key, Kind: strings.TrimPrefix(filepath.Ext(f.Name), "."), Bytes: f.Size, Status: "missing",
-					Detail: fmt.Sprintf("%s: object named by manifest %s is missing", f.Object.Key, key)})
-				continue
-			}
-			if !read[i] {
-				continue
-			}
-			r := scrubObject(ctx, b, key, m, j, dopts, deep)
-			if r.Status != "ok" {
-				// Once more before calling it corrupt: a read can fail in
-				// transit without the stored object being bad.
-				if r2 := scrubObject(ctx, b, key, m, j, dopts, deep); r2.Status == "ok" {
-					r2.Detail = fmt.Sprintf("%s: passed on the second read; the first failed: %s", f.Object.Key, r.Detail)
-					r = r2
-				}
-			}
-			out = append(out, r)
-		}
-	}
-	for _, k := range dataKeys {
-		if !referenced[k] {
-			out = append(out, fileResult{Path: k, Kind: "object", Bytes: objects[k].Size, Status: "orphan",
-				Detail: fmt.Sprintf("%s: no manifest references this object (an interrupted upload, or not segvault's)", k)})
-		}
+	out := make([]fileResult, 0, len(res))
+	for _, r := range res {
+		out = append(out, fileResult{Path: r.Path, Kind: r.Kind, Bytes: r.Bytes, Batches: r.Batches, Records: r.Records, Status: r.Status, Detail: r.Detail})
 	}
 	return out, nil
-}
-
-// scrubObject reads file j of manifest m and checks it against the manifest
-// (size, digests) and, for the .log or KRaft snapshot, its batches.
-func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *archive.SegmentManifest, j int, dopts archive.DecodeOptions, deep bool) fileResult {
-	f := m.Files[j]
-	r := fileResult{Path: f.Object.Key, Kind: strings.TrimPrefix(filepath.Ext(f.Name), "."), Bytes: f.Size, Status: "ok"}
-	rc, err := archive.OpenVerified(ctx, b, f, dopts)
-	if err != nil {
-		r.Status, r.Detail = "error", err.Error()
-		if errors.Is(err, uploader.ErrNotFound) {
-			r.Status, r.Detail = "missing", fmt.Sprintf("%s: object named by manifest %s is missing", f.Object.Key, mkey)
-		}
-		return r
-	}
-	defer rc.Close()
-	var rerr error
-	switch {
-	case j == 0 && m.Kind == archive.KindKRaftSnapshot:
-		// Small: read whole (reaching EOF checks the digests), then its
-		// batches and its SnapshotHeader/SnapshotFooter.
-		var data []byte
-		data, rerr = io.ReadAll(io.LimitReader(rc, f.Size+1))
-		if rerr == nil {
-			var sum *segment.Summary
-			sum, rerr = segment.Scan(bytes.NewReader(data), int64(len(data)), f.Object.Key, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: -1}, Deep: deep})
-			if sum != nil {
-				r.Batches, r.Records = sum.Batches, sum.Records
-			}
-		}
-		if rerr == nil {
-			_, rerr = index.VerifyKRaftSnapshot(bytes.NewReader(data), int64(len(data)), f.Object.Key)
-		}
-	case j == 0:
-		var sum *segment.Summary
-		sum, rerr = segment.Scan(rc, f.Size, f.Object.Key, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: m.BaseOffset}, Deep: deep})
-		if sum != nil {
-			r.Batches, r.Records = sum.Batches, sum.Records
-		}
-		if rerr == nil {
-			_, rerr = io.Copy(io.Discard, rc) // reach EOF: the digests are checked there
-		}
-	default:
-		_, rerr = io.Copy(io.Discard, rc)
-	}
-	if rerr != nil {
-		r.Status, r.Detail = "corrupt", rerr.Error()
-		var ce *segment.CorruptionError
-		if !errors.Is(rerr, uploader.ErrIntegrity) && !errors.Is(rerr, segment.ErrCorrupt) && !segment.IsTruncated(rerr) && !errors.As(rerr, &ce) {
-			r.Status = "error"
-		}
-	}
-	return r
-}
-
-// scrubSmallManifest reads and decodes a log-dir capture (checking each
-// inline file's SHA-256) or a gap marker.
-func scrubSmallManifest(ctx context.Context, b uploader.Bucket, oi uploader.ObjectInfo) fileResult {
-	kind := "logdir-manifest"
-	if archive.IsGapKey(oi.Key) {
-		kind = "gap-marker"
-	}
-	r := fileResult{Path: oi.Key, Kind: kind, Bytes: oi.Size, Status: "ok"}
-	data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
-	if err != nil {
-		data, err = uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
-	}
-	if err != nil {
-		r.Status, r.Detail = "error", err.Error()
-		return r
-	}
-	if kind == "gap-marker" {
-		if _, err := archive.DecodeGapMarker(oi.Key, data); err != nil {
-			r.Status, r.Detail = "corrupt", err.Error()
-		}
-		return r
-	}
-	m, err := archive.DecodeLogDirManifest(oi.Key, data)
-	if err != nil {
-		r.Status, r.Detail = "corrupt", err.Error()
-		return r
-	}
-	for _, f := range m.Files {
-		sum := sha256.Sum256(f.Content)
-		if f.SHA256 != "" && hex.EncodeToString(sum[:]) != f.SHA256 {
-			r.Status, r.Detail = "corrupt", fmt.Sprintf("%s: inline file %s: sha256 check failed (recorded %s, content %x)", oi.Key, f.Name, f.SHA256, sum)
-			return r
-		}
-	}
-	return r
 }
