@@ -58,7 +58,7 @@ func (a *h29Arch) version(topic string, p int32, broker int32, base, next int64,
 	m := SegmentManifest{Format: SegmentManifestFormat, Version: ManifestVersion, ClusterID: a.cl, BrokerID: broker, Topic: topic, Partition: p,
 		TopicID: NoTopicID, Kind: KindSegment, BaseOffset: base, NextSegmentBase: next, ContentID: ref.ContentID, CreatedAt: created,
 		Files:   []FileRecord{{Name: name, Size: int64(len(data)), Object: StoredObject{Key: dk, Size: int64(len(data)), Compression: CompressionNone}}},
-		Summary: &segment.Summary{BaseOffset: base, FirstOffset: base, LastOffset: next - 1, MaxTimestamp: created.UnixMilli(), FirstTimestamp: created.UnixMilli() - 1000}}
+		Summary: &SegmentSummary{BaseOffset: base, FirstOffset: base, LastOffset: next - 1, MaxTimestamp: created.UnixMilli(), FirstTimestamp: created.UnixMilli() - 1000}}
 	js, _ := json.Marshal(m)
 	mk := a.l.ManifestKey(ref)
 	a.put(mk, js)

@@ -459,13 +459,8 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		plan.add(inv, PruneUnit{Cluster: cluster, Kind: PruneOrphan, Keys: []string{oi.Key}, Guard: guard,
 			Reason: fmt.Sprintf("%s, written %s (older than the %s grace)", why, oi.ModTime.UTC().Format(time.RFC3339), opts.OrphanGrace)})
 	}
-	for _, oi := range inv.Orphans {
-		root := layout.Root()
-		if strings.HasPrefix(oi.Key, layout.RootV2()) {
-			root = layout.RootV2()
-		}
-		_, c, dir, _ := pruneKeyKind(root, oi.Key)
-		orphan(c, oi, dir+ManifestName, "uncommitted upload: its version dir holds no manifest")
+	for _, o := range inv.Orphans {
+		orphan(o.Cluster, o.Object, o.Guard, "uncommitted upload: its version dir holds no manifest")
 	}
 	for _, v := range kept {
 		if v.M == nil {
@@ -480,9 +475,8 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		tails[tl.Object.Key] = true
 	}
 	for _, p := range inv.Packs {
-		if j := strings.TrimSuffix(p.Key, ".pack") + ".json"; !tails[j] {
-			_, c, _, _ := pruneKeyKind(layout.RootV2(), p.Key)
-			orphan(c, p, j, "uncommitted tail pack: no tail manifest")
+		if !tails[p.Guard] {
+			orphan(p.Cluster, p.Object, p.Guard, "uncommitted tail pack: no tail manifest")
 		}
 	}
 	sort.Strings(plan.Undecodable)

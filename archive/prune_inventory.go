@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +24,8 @@ type PruneInventory struct {
 	Tails    []PruneTail
 	// Packs are tail packs, Orphans data objects in a version dir that
 	// holds no manifest (an interrupted upload, or one still in flight).
-	Packs   []uploader.ObjectInfo
-	Orphans []uploader.ObjectInfo
+	Packs   []PruneObject
+	Orphans []PruneObject
 	Marks   []PruneMarkEntry
 	// Sizes holds the size of every listed object, by key.
 	Sizes map[string]int64
@@ -76,6 +75,14 @@ type PruneTail struct {
 	T       *TailManifest // nil: does not decode (kept, with its pack)
 }
 
+// PruneObject is a data object that may be an orphan: Guard is the
+// manifest whose presence would commit it.
+type PruneObject struct {
+	Cluster string
+	Object  uploader.ObjectInfo
+	Guard   string
+}
+
 // PruneMarkEntry is a deletion mark left by an earlier prune.
 type PruneMarkEntry struct {
 	Object uploader.ObjectInfo
@@ -83,110 +90,76 @@ type PruneMarkEntry struct {
 	Err    string
 }
 
-// pruneKeyKind classifies key (under root) for prune; dir is the version
-// dir of segment and snapshot objects.
-func pruneKeyKind(root, key string) (kind, cluster, dir string, f []string) {
-	rest, ok := strings.CutPrefix(key, root)
+// isDeletionMarkKey reports whether key is a deletion mark
+// (<root v2><cluster>/deletion-marks/<id>.json) and returns its cluster.
+func isDeletionMarkKey(l Layout, key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, l.RootV2())
 	if !ok {
-		return "", "", "", nil
+		return "", false
 	}
-	f = strings.Split(rest, "/")
-	if len(f) < 3 || f[0] == "" {
-		return "", "", "", nil
+	f := strings.Split(rest, "/")
+	if len(f) != 3 || f[0] == "" || f[1] != DeletionMarkDir || !strings.HasSuffix(f[2], ".json") {
+		return "", false
 	}
-	cluster = f[0]
-	switch {
-	case f[1] == "topics" && len(f) == 9 && (f[5] == "segments" || f[5] == "snapshots"):
-		dir = root + strings.Join(f[:8], "/") + "/"
-		if f[8] == ManifestName {
-			return "manifest", cluster, dir, f
-		}
-		return "data", cluster, dir, f
-	case f[1] == "topics" && len(f) == 7 && f[5] == "gaps" && strings.HasSuffix(f[6], ".json"):
-		return "gap", cluster, "", f
-	case f[1] == "brokers" && len(f) == 6 && f[3] == "logdirs" && strings.HasSuffix(f[5], ".json"):
-		return "logdir", cluster, "", f
-	case f[1] == "brokers" && len(f) == 5 && f[3] == "tails" && strings.HasSuffix(f[4], ".json"):
-		return "tail", cluster, "", f
-	case f[1] == "brokers" && len(f) == 5 && f[3] == "tails" && strings.HasSuffix(f[4], ".pack"):
-		return "pack", cluster, "", f
-	case f[1] == DeletionMarkDir && len(f) == 3 && strings.HasSuffix(f[2], ".json"):
-		return "mark", cluster, "", f
-	}
-	return "", "", "", nil
+	return f[0], true
 }
 
-// ListPruneInventory lists both roots of layout (one cluster, or all when
-// cluster is "") and reads every manifest, gap marker, tail manifest and
-// deletion mark, concurrency at a time.
+// ListPruneInventory catalogs both roots of layout (one cluster, or all
+// when cluster is "": archive.ListCluster, ListAll) and reads every
+// manifest, gap marker, tail manifest and deletion mark, concurrency at a
+// time. Objects the catalog does not recognise are never pruned.
 func ListPruneInventory(ctx context.Context, b uploader.BucketReader, layout Layout, cluster string, concurrency int) (*PruneInventory, error) {
+	var cat *Catalog
+	var err error
+	if cluster != "" {
+		cat, err = ListCluster(ctx, b, layout, cluster)
+	} else {
+		cat, err = ListAll(ctx, b, layout)
+	}
+	if err != nil {
+		return nil, err
+	}
 	inv := &PruneInventory{Sizes: map[string]int64{}}
-	versions := map[string]*PruneVersion{}
-	data := map[string][]uploader.ObjectInfo{}
-	var dataCluster = map[string]string{}
+	size := func(oi uploader.ObjectInfo) { inv.Sizes[oi.Key] = oi.Size }
+	for _, v := range cat.Versions {
+		size(v.Manifest)
+		for _, d := range v.Data {
+			size(d)
+		}
+		inv.Versions = append(inv.Versions, PruneVersion{Cluster: v.Key.Cluster, Manifest: v.Manifest, Data: v.Data})
+	}
+	for _, e := range cat.Gaps {
+		size(e.Object)
+		inv.Gaps = append(inv.Gaps, PruneGap{Cluster: e.Key.Cluster, Object: e.Object})
+	}
+	for _, e := range cat.LogDirs {
+		size(e.Object)
+		root := layout.Root()
+		if e.Key.Version == LayoutVersionV2 {
+			root = layout.RootV2()
+		}
+		inv.LogDirs = append(inv.LogDirs, PruneLogDir{Object: e.Object, Root: root, Cluster: e.Key.Cluster, Broker: e.Key.Broker, Dir: e.Key.LogDir, At: e.Key.CaptureTime})
+	}
+	for _, e := range cat.Tails {
+		size(e.Object)
+		inv.Tails = append(inv.Tails, PruneTail{Cluster: e.Key.Cluster, Object: e.Object})
+	}
+	for _, e := range cat.Packs {
+		size(e.Object)
+		inv.Packs = append(inv.Packs, PruneObject{Cluster: e.Key.Cluster, Object: e.Object,
+			Guard: layout.TailManifestKey(e.Key.Cluster, e.Key.Broker, e.Key.Seq, e.Key.VersionID)})
+	}
+	for _, e := range cat.Orphans {
+		size(e.Object)
+		inv.Orphans = append(inv.Orphans, PruneObject{Cluster: e.Key.Cluster, Object: e.Object, Guard: e.Key.VersionDir(layout) + ManifestName})
+	}
+	for _, oi := range cat.Unknown {
+		if c, ok := isDeletionMarkKey(layout, oi.Key); ok && (cluster == "" || c == cluster) {
+			size(oi)
+			inv.Marks = append(inv.Marks, PruneMarkEntry{Object: oi})
+		}
+	}
 	var mu sync.Mutex
-	for _, root := range []string{layout.Root(), layout.RootV2()} {
-		prefix := root
-		if cluster != "" {
-			prefix += cluster + "/"
-		}
-		err := b.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
-			mu.Lock()
-			defer mu.Unlock()
-			kind, c, dir, f := pruneKeyKind(root, oi.Key)
-			if kind == "" {
-				return nil
-			}
-			inv.Sizes[oi.Key] = oi.Size
-			switch kind {
-			case "manifest":
-				v := versions[dir]
-				if v == nil {
-					v = &PruneVersion{Cluster: c}
-					versions[dir] = v
-				}
-				v.Manifest = oi
-			case "data":
-				data[dir] = append(data[dir], oi)
-				dataCluster[dir] = c
-			case "gap":
-				inv.Gaps = append(inv.Gaps, PruneGap{Cluster: c, Object: oi})
-			case "logdir":
-				var broker int32
-				if _, err := fmt.Sscanf(f[2], "%d", &broker); err != nil {
-					return nil
-				}
-				at, err := time.Parse(CaptureTimeFormat, strings.TrimSuffix(f[5], ".json"))
-				if err != nil {
-					return nil // not a capture this code wrote: never pruned
-				}
-				inv.LogDirs = append(inv.LogDirs, PruneLogDir{Object: oi, Root: root, Cluster: c, Broker: broker, Dir: f[4], At: at})
-			case "tail":
-				inv.Tails = append(inv.Tails, PruneTail{Cluster: c, Object: oi})
-			case "pack":
-				inv.Packs = append(inv.Packs, oi)
-			case "mark":
-				inv.Marks = append(inv.Marks, PruneMarkEntry{Object: oi})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, err)
-		}
-	}
-	for dir, objs := range data {
-		if v := versions[dir]; v != nil {
-			v.Data = objs
-		} else {
-			inv.Orphans = append(inv.Orphans, objs...)
-		}
-	}
-	for _, v := range versions {
-		sort.Slice(v.Data, func(i, j int) bool { return v.Data[i].Key < v.Data[j].Key })
-		inv.Versions = append(inv.Versions, *v)
-	}
-	sort.Slice(inv.Versions, func(i, j int) bool { return inv.Versions[i].Manifest.Key < inv.Versions[j].Manifest.Key })
-	sort.Slice(inv.Orphans, func(i, j int) bool { return inv.Orphans[i].Key < inv.Orphans[j].Key })
 
 	// Read the small objects. One that vanished since the listing was
 	// pruned meanwhile: it is dropped.

@@ -30,7 +30,7 @@ func h29Manifests(t *testing.T, b uploader.Bucket) map[string]*archive.SegmentMa
 	ctx := context.Background()
 	out := map[string]*archive.SegmentManifest{}
 	err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !archive.IsManifestKey(oi.Key) {
+		if k, ok := archive.ParseKey(archive.NewLayout(""), oi.Key); !ok || !k.IsManifest() {
 			return nil
 		}
 		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
