@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segvault/segvault/internal/miniotest"
 	"github.com/segvault/segvault/segment"
 	"github.com/segvault/segvault/uploader"
 )
@@ -240,10 +241,26 @@ func (f *h29FailBucket) Delete(ctx context.Context, key string) error {
 }
 
 func TestH29PruneResumes(t *testing.T) {
+	h29Resumes(t, func() *h29Arch { return h29NewLocal(t) })
+}
+
+// TestH29PruneResumesMinIO is TestH29PruneResumes against MinIO.
+func TestH29PruneResumesMinIO(t *testing.T) {
+	srv := miniotest.Start(t)
+	h29Resumes(t, func() *h29Arch {
+		return &h29Arch{t: t, b: newTestS3(t, srv, srv.NewBucket(t), nil), l: NewLayout(""), cl: "c1"}
+	})
+}
+
+// h29Resumes: a prune that fails after n deletes (a crash at every stage:
+// after the mark, after the manifest, half way through the data) is
+// finished by the next one, which leaves what a clean prune leaves; a third
+// deletes nothing. So is one whose context is cancelled (interrupted).
+func h29Resumes(t *testing.T, newArch func() *h29Arch) {
 	now := time.Now().UTC().Truncate(time.Second)
 	day := 24 * time.Hour
 	build := func() *h29Arch {
-		a := h29NewLocal(t)
+		a := newArch()
 		for p := range int32(4) {
 			for i := range 5 {
 				a.version("t", p, 1, 0, 100, now.Add(-time.Duration(20-i)*day))
@@ -260,6 +277,22 @@ func TestH29PruneResumes(t *testing.T) {
 	for k := range clean.keys() {
 		want = append(want, k)
 	}
+	check := func(what string, a *h29Arch) {
+		t.Helper()
+		a.prune(PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1})
+		got := a.keys()
+		if len(got) != len(want) {
+			t.Errorf("%s: re-run left %d objects, a clean prune %d", what, len(got), len(want))
+		}
+		for _, k := range want {
+			if !got[k] {
+				t.Errorf("%s: %s missing", what, k)
+			}
+		}
+		if rep := a.prune(PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1}); len(rep.Deleted) != 0 {
+			t.Errorf("%s: third prune deleted %v", what, rep.Deleted)
+		}
+	}
 	for _, n := range []int64{0, 1, 5, 13, 30} {
 		a := build()
 		fb := &h29FailBucket{Bucket: a.b}
@@ -268,29 +301,36 @@ func TestH29PruneResumes(t *testing.T) {
 		if err != nil || len(rep.Failures) == 0 && n < 30 {
 			t.Fatalf("crash after %d deletes: err %v, failures %v", n, err, rep.Failures)
 		}
-		a.prune(PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1})
-		got := a.keys()
-		if len(got) != len(want) {
-			t.Errorf("crash after %d deletes: re-run left %d objects, a clean prune %d", n, len(got), len(want))
-		}
-		for _, k := range want {
-			if !got[k] {
-				t.Errorf("crash after %d deletes: %s missing", n, k)
-			}
-		}
-		if rep := a.prune(PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1}); len(rep.Deleted) != 0 {
-			t.Errorf("third prune deleted %v", rep.Deleted)
-		}
+		check(fmt.Sprintf("crash after %d deletes", n), a)
 	}
+	a := build()
+	ctx, cancel := context.WithCancel(context.Background())
+	cb := &h29CancelBucket{Bucket: a.b, cancel: cancel}
+	cb.n.Store(7)
+	if _, err := Prune(ctx, cb, a.l, "", PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1, Concurrency: 2}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted prune: %v", err)
+	}
+	check("interrupted", a)
 	// per partition: the newest version (live at the window start and
 	// since) with its data, and the newest capture (also the state at the
 	// window start).
-	var ks []string
-	for k := range clean.keys() {
-		ks = append(ks, k)
+	if len(want) != 4*2+4 {
+		sort.Strings(want)
+		t.Errorf("kept after a clean prune: %v", want)
 	}
-	sort.Strings(ks)
-	if len(ks) != 4*2+4 {
-		t.Errorf("kept after a clean prune: %v", ks)
+}
+
+// h29CancelBucket cancels the context after n deletes.
+type h29CancelBucket struct {
+	uploader.Bucket
+	n      atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (c *h29CancelBucket) Delete(ctx context.Context, key string) error {
+	if c.n.Add(-1) < 0 {
+		c.cancel()
+		return ctx.Err()
 	}
+	return c.Bucket.Delete(ctx, key)
 }
