@@ -71,3 +71,36 @@ func TestH29PruneObjectLock(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestH29PruneDefaultRetention: with a default retention on the bucket the
+// deletion marks prune writes are locked too: the deletion completes, the
+// mark stays (reported, with when it can go) and a second prune deletes
+// nothing and fails nothing.
+func TestH29PruneDefaultRetention(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewObjectLockBucket(t)
+	s3 := newTestS3(t, srv, bucket, nil)
+	a := &h29Arch{t: t, b: s3, l: NewLayout(""), cl: "c1"}
+	now := time.Now().UTC()
+	day := 24 * time.Hour
+	m1, d1 := a.version("t", 0, 1, 0, 100, now.Add(-10*day))
+	a.version("t", 0, 1, 0, 100, now.Add(-5*day))
+	mode, validity, unit := minio.Governance, uint(1), minio.Days
+	if err := srv.Client().SetObjectLockConfig(context.Background(), bucket, &mode, &validity, &unit); err != nil {
+		t.Fatal(err)
+	}
+	b := uploader.WithRetry(s3, uploader.RetryPolicy{})
+	for run := 1; run <= 2; run++ {
+		rep, err := Prune(context.Background(), b, a.l, "", PruneOptions{KeepWithin: day, DeleteDelay: -1})
+		if err != nil || len(rep.Failures) > 0 {
+			t.Fatalf("prune %d: %v %v", run, err, rep.Failures)
+		}
+		if len(rep.Locked) != 1 || rep.Locked[0].Unit.Kind != "deletion-mark" || rep.Locked[0].DeletableAt.Before(now.Add(23*time.Hour)) {
+			t.Fatalf("prune %d: locked %+v", run, rep.Locked)
+		}
+		if run == 2 && len(rep.Deleted) != 0 {
+			t.Errorf("second prune deleted %v", rep.Deleted)
+		}
+	}
+	h29Has(t, a.keys(), false, m1, d1)
+}

@@ -643,6 +643,17 @@ func ExecutePrune(ctx context.Context, b uploader.Bucket, layout Layout, inv *Pr
 				return ctx.Err()
 			}
 		}
+		if lockOn && !opts.DryRun {
+			// A bucket's default retention locks the marks too: such a
+			// mark stays (harmless: everything it names is gone) until then.
+			r, err := uploader.ObjectRetention(ctx, b, markKey)
+			if err == nil && r.LockedAt(now) {
+				mu.Lock()
+				rep.Locked = append(rep.Locked, LockedUnit{Unit: PruneUnit{Kind: "deletion-mark", Keys: []string{markKey}}, Key: markKey, DeletableAt: r.RetainUntil, LegalHold: r.LegalHold})
+				mu.Unlock()
+				return ctx.Err()
+			}
+		}
 		del(ctx, markKey)
 		return ctx.Err()
 	}
