@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -90,4 +91,28 @@ func TestH29PruneV2(t *testing.T) {
 	if rep := a.prune(PruneOptions{KeepWithin: 2 * day, Now: now, DeleteDelay: -1}); len(rep.Deleted) != 0 {
 		t.Errorf("second prune deleted %v", rep.Deleted)
 	}
+}
+
+// TestH29PruneKeepsPacksWithBadManifest: a manifest that does not decode
+// may name chunks in any tail pack, so with one in the archive no pack goes
+// (the tail manifest still may).
+func TestH29PruneKeepsPacksWithBadManifest(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	a.versionV2("kv", 0, 1, 100, 200, now.Add(-9*day), "")
+	tm, pk := a.tail("kv", 0, 1, 1, 100, now.Add(-9*day-time.Hour))
+	bad, _ := a.version("kv", 1, 1, 0, 10, now.Add(-9*day))
+	a.age(bad, now) // keeps its mtime sane; the content is what is bad
+	if err := a.b.Delete(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	a.put(bad, []byte("{"))
+	rep, err := Prune(context.Background(), a.b, a.l, "", PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1})
+	if err != nil || len(rep.Undecodable) != 1 {
+		t.Fatalf("prune: %v, undecodable %v", err, rep.Undecodable)
+	}
+	keys := a.keys()
+	h29Has(t, keys, false, tm)
+	h29Has(t, keys, true, pk, bad)
 }

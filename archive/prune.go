@@ -328,6 +328,9 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		}
 		return end
 	}
+	// A manifest that does not decode may name chunks in tail packs: then
+	// no pack goes.
+	keepPacks := len(plan.Undecodable) > 0
 	var tailUnits []PruneUnit
 	for _, tl := range inv.Tails {
 		if marked[tl.Object.Key] {
@@ -369,7 +372,7 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 	}
 	for _, u := range tailUnits {
 		pack := strings.TrimSuffix(u.Keys[0], ".json") + ".pack"
-		if _, ok := inv.Sizes[pack]; ok && !referenced[pack] {
+		if _, ok := inv.Sizes[pack]; ok && !referenced[pack] && !keepPacks {
 			u.Keys = append(u.Keys, pack)
 		}
 		plan.add(inv, u)
@@ -475,7 +478,7 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		tails[tl.Object.Key] = true
 	}
 	for _, p := range inv.Packs {
-		if !tails[p.Guard] {
+		if !tails[p.Guard] && !keepPacks {
 			orphan(p.Cluster, p.Object, p.Guard, "uncommitted tail pack: no tail manifest")
 		}
 	}
