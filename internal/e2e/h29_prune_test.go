@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,8 +138,8 @@ func TestH29PruneRealKafka(t *testing.T) {
 	agentCmd := exec.Command(bin, append(append([]string{"agent", "--log-dirs", br.LogDir()}, store...),
 		"--state-dir", t.TempDir(), "--settle-time", "0", "--scan-interval", "200ms", "--listen", "")...)
 	agentCmd.Env = env
-	var agentLog bytes.Buffer
-	agentCmd.Stderr = &agentLog
+	agentLog := &h29Buf{}
+	agentCmd.Stderr = agentLog
 	if err := agentCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +290,12 @@ func TestH29PruneRealKafka(t *testing.T) {
 	if restores == 0 {
 		t.Error("no restore ran during the prune")
 	}
+	if err := agentCmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the agent is gone after the prune: %v", err)
+	}
+	if l := agentLog.String(); strings.Contains(l, "level=ERROR") {
+		t.Errorf("the agent logged errors during the prune:\n%s", h29Tail(l, 4000))
+	}
 	t.Logf("prune: %d deletions, %d objects, %d bytes freed in %s (%d restores ran alongside)", len(rep.Units), len(rep.Deleted), rep.BytesFreed, time.Duration(rep.Duration), restores)
 	if len(rep.Units) == 0 || rep.BytesFreed == 0 {
 		t.Fatalf("prune deleted nothing: %+v", rep)
@@ -335,6 +342,24 @@ func TestH29PruneRealKafka(t *testing.T) {
 	}
 	sort.Strings(kinds)
 	t.Logf("kinds deleted: %v", kinds)
+}
+
+// h29Buf is a bytes.Buffer safe for a writer and a reader at once.
+type h29Buf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *h29Buf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *h29Buf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func h29Tail(s string, n int) string {
