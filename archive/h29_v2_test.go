@@ -116,3 +116,20 @@ func TestH29PruneKeepsPacksWithBadManifest(t *testing.T) {
 	h29Has(t, keys, false, tm)
 	h29Has(t, keys, true, pk, bad)
 }
+
+// TestH29PruneV2RestoreOrder: versions are ordered as restore orders them
+// (v2: the .log's mtime), not by when they reached the bucket: a version
+// archived late but of an older file is the superseded one.
+func TestH29PruneV2RestoreOrder(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	mOld, dOld := a.versionV2("kv", 0, 1, 0, 100, now.Add(-10*day), "")
+	a.age(mOld, now.Add(-3*day)) // reached the bucket late
+	mNew, dNew := a.versionV2("kv", 0, 1, 0, 100, now.Add(-9*day), "")
+	a.age(mNew, now.Add(-8*day))
+	a.prune(PruneOptions{KeepWithin: 2 * day, Now: now, DeleteDelay: -1})
+	keys := a.keys()
+	h29Has(t, keys, false, mOld, dOld)
+	h29Has(t, keys, true, mNew, dNew)
+}

@@ -148,7 +148,7 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 		// Incarnation: the topic id with the newest version, as restore picks.
 		var newest time.Time
 		for _, v := range vs {
-			if t := v.CaptureTime(); pi.TopicID == "" || t.After(newest) {
+			if t := v.M.Time(); pi.TopicID == "" || t.After(newest) {
 				pi.TopicID, newest = v.M.TopicID, t
 			}
 		}

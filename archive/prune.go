@@ -160,10 +160,11 @@ type partKey struct {
 }
 
 // liveAt returns the indices (into vs) of the versions a restore of the
-// archive as it was at t uses: per base offset (and snapshot epoch) the
-// newest version captured by t, less any a newer one covers (a cleaner
-// that merged several segments into one). This is restore's own choice
-// (restore/plan.go planPartition, dropSuperseded).
+// archive as it was at t uses: of the versions archived by t
+// (CaptureTime), per base offset (and snapshot epoch) the newest, less any
+// a newer one covers (a cleaner that merged several segments into one),
+// newest in restore's own order (SegmentManifest.Time; restore/plan.go
+// planPartition, dropSuperseded).
 func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
 	newest := map[[2]int64]int{}
 	for i, v := range vs {
@@ -174,7 +175,7 @@ func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
 		if snapshots {
 			k[1] = int64(v.M.SnapshotEpoch)
 		}
-		if old, ok := newest[k]; !ok || v.CaptureTime().After(vs[old].CaptureTime()) {
+		if old, ok := newest[k]; !ok || v.M.Time().After(vs[old].M.Time()) {
 			newest[k] = i
 		}
 	}
@@ -197,9 +198,10 @@ func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
 	return out
 }
 
-// covers reports whether t is newer than s and its range holds s's base.
+// covers reports whether t is newer than s (in restore's order,
+// SegmentManifest.Time) and its range holds s's base.
 func covers(t, s *PruneVersion) bool {
-	return t.CaptureTime().After(s.CaptureTime()) && t.M.BaseOffset <= s.M.BaseOffset && s.M.BaseOffset < t.M.NextSegmentBase
+	return t.M.Time().After(s.M.Time()) && t.M.BaseOffset <= s.M.BaseOffset && s.M.BaseOffset < t.M.NextSegmentBase
 }
 
 // PlanPrune decides what to delete. It is pure: the inventory and the
