@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/segvault/segvault/uploader"
 )
 
 func TestH29Info(t *testing.T) {
@@ -97,3 +99,35 @@ func TestH29PruneScale(t *testing.T) {
 }
 
 func h29Scale() bool { return os.Getenv("SEGVAULT_H29_SCALE") != "" }
+
+// TestH29PlanCompactedScale times PlanPrune alone on one compacted
+// partition of 5,000 segments rewritten 4 times each over 10 days (20,000
+// versions, 5,000 of them archived within the 2-day window): the plan must
+// stay far from quadratic.
+func TestH29PlanCompactedScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	now := time.Now().UTC()
+	inv := &PruneInventory{Sizes: map[string]int64{}}
+	const bases = 5000
+	for r := range 4 {
+		for i := range int64(bases) {
+			at := now.Add(-time.Duration(3-r)*96*time.Hour - time.Hour + time.Duration(i)*100*time.Millisecond)
+			key := fmt.Sprintf("v1/c/topics/kv/0/x/segments/%020d/1-%012d/manifest.json", i*10, r)
+			inv.Versions = append(inv.Versions, PruneVersion{Cluster: "c", Manifest: uploaderInfo(key, at),
+				M: &SegmentManifest{Topic: "kv", TopicID: "x", Kind: KindSegment, BaseOffset: i * 10, NextSegmentBase: i*10 + 10, CreatedAt: at, Summary: &SegmentSummary{}}})
+		}
+	}
+	t0 := time.Now()
+	plan := PlanPrune(inv, NewLayout(""), PruneOptions{KeepWithin: 2 * 24 * time.Hour, Now: now})
+	d := time.Since(t0)
+	t.Logf("plan of %d versions (one compacted partition): %s, %d deletions, %d kept", len(inv.Versions), d, len(plan.Units), plan.KeptVersions)
+	if len(plan.Units) != 2*bases || plan.KeptVersions != 2*bases {
+		t.Errorf("%d deletions, %d kept; want %d each (rounds 0 and 1 go; round 2 was live at the window start)", len(plan.Units), plan.KeptVersions, 2*bases)
+	}
+}
+
+func uploaderInfo(key string, at time.Time) uploader.ObjectInfo {
+	return uploader.ObjectInfo{Key: key, Size: 100, ModTime: at}
+}

@@ -334,3 +334,20 @@ func (c *h29CancelBucket) Delete(ctx context.Context, key string) error {
 	}
 	return c.Bucket.Delete(ctx, key)
 }
+
+// TestH29PruneCoverShrinks: a version a merge covered at the window's start
+// but that a later rewrite of the merge with a shorter range uncovers is
+// live again (restore picks it now): it stays.
+func TestH29PruneCoverShrinks(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	ms, ds := a.version("kv", 0, 1, 50, 100, now.Add(-10*day))
+	mt, dt := a.version("kv", 0, 1, 0, 100, now.Add(-9*day)) // covers 50 at the window's start
+	mu, du := a.version("kv", 0, 1, 0, 50, now.Add(-time.Hour))
+	mOld, dOld := a.version("kv", 0, 1, 0, 50, now.Add(-11*day)) // superseded long ago
+	a.prune(PruneOptions{KeepWithin: 2 * day, Now: now, DeleteDelay: -1})
+	keys := a.keys()
+	h29Has(t, keys, true, ms, ds, mt, dt, mu, du)
+	h29Has(t, keys, false, mOld, dOld)
+}

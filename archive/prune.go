@@ -166,6 +166,13 @@ type partKey struct {
 // newest in restore's own order (SegmentManifest.Time; restore/plan.go
 // planPartition, dropSuperseded).
 func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
+	live, _ := liveAtN(vs, t, snapshots)
+	return live
+}
+
+// liveAtN is liveAt, and how many versions were the newest of their base
+// (live or covered).
+func liveAtN(vs []*PruneVersion, t time.Time, snapshots bool) ([]int, int) {
 	newest := map[[2]int64]int{}
 	for i, v := range vs {
 		if v.CaptureTime().After(t) {
@@ -179,12 +186,24 @@ func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
 			newest[k] = i
 		}
 	}
-	var out []int
+	idx := make([]int, 0, len(newest))
 	for _, i := range newest {
+		idx = append(idx, i)
+	}
+	if snapshots {
+		return sortedInts(idx), len(idx)
+	}
+	// By base: a version can only be covered by one of lower base whose
+	// range reaches past its base; the running maximum of the ranges' ends
+	// rules most out at once (a chain that does not overlap is linear).
+	sort.Slice(idx, func(a, b int) bool { return vs[idx[a]].M.BaseOffset < vs[idx[b]].M.BaseOffset })
+	var out []int
+	reach := int64(-1) // max NextSegmentBase of idx[:k]
+	for k, i := range idx {
 		covered := false
-		if !snapshots {
-			for _, j := range newest {
-				if j != i && covers(vs[j], vs[i]) {
+		if reach > vs[i].M.BaseOffset {
+			for _, j := range idx[:k] {
+				if covers(vs[j], vs[i]) {
 					covered = true
 					break
 				}
@@ -193,9 +212,14 @@ func liveAt(vs []*PruneVersion, t time.Time, snapshots bool) []int {
 		if !covered {
 			out = append(out, i)
 		}
+		reach = max(reach, vs[i].M.NextSegmentBase)
 	}
-	sort.Ints(out)
-	return out
+	return sortedInts(out), len(idx)
+}
+
+func sortedInts(s []int) []int {
+	sort.Ints(s)
+	return s
 }
 
 // covers reports whether t is newer than s (in restore's order,
@@ -239,14 +263,13 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		}
 		groups[k] = append(groups[k], v)
 	}
-	// live[p][t] for gap markers and tails: versions live at each event time.
-	type liveSet struct {
-		t  time.Time
-		vs []*PruneVersion
-	}
+	// The moments a restore in the window may ask for that matter: the
+	// window's start, now, and every capture in between.
 	partEvents := map[partKey]map[time.Time]bool{}
+	groupsByPart := map[partKey][]groupKey{}
 	for _, k := range groupOrder {
 		pk := partKey{k.cluster, k.topic, k.topicID, k.partition}
+		groupsByPart[pk] = append(groupsByPart[pk], k)
 		if partEvents[pk] == nil {
 			partEvents[pk] = map[time.Time]bool{ws: true, now: true}
 		}
@@ -257,7 +280,7 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		}
 	}
 	var deleted []*PruneVersion
-	liveByPart := map[partKey][]liveSet{}
+	liveAtStart := map[partKey][]*PruneVersion{} // segment versions live at the window's start
 	for _, k := range groupOrder {
 		vs := groups[k]
 		pk := partKey{k.cluster, k.topic, k.topicID, k.partition}
@@ -266,28 +289,45 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		for i, v := range vs {
 			need[i] = v.CaptureTime().After(ws) // archived within the window
 		}
-		for t := range partEvents[pk] {
-			var live []*PruneVersion
-			for _, i := range liveAt(vs, t, snap) {
-				need[i] = true
-				live = append(live, vs[i])
-			}
+		live, newest := liveAtN(vs, ws, snap)
+		for _, i := range live {
+			need[i] = true
 			if !snap {
-				liveByPart[pk] = append(liveByPart[pk], liveSet{t, live})
+				liveAtStart[pk] = append(liveAtStart[pk], vs[i])
+			}
+		}
+		// An older version is live later in the window only if it was the
+		// newest of its base at the start (newer ones only add up) but
+		// covered by a merge that a later rewrite with a shorter range
+		// replaces: only then are the later moments looked at.
+		if len(live) < newest {
+			for t := range partEvents[pk] {
+				for _, i := range liveAt(vs, t, snap) {
+					need[i] = true
+				}
 			}
 		}
 		// A version that covers a kept one stays too, so the kept ones'
 		// supersession (what restore picks) is unchanged.
-		for changed := true; changed && !snap; {
-			changed = false
-			for i := range vs {
-				if need[i] {
-					continue
-				}
-				for j := range vs {
-					if need[j] && covers(vs[i], vs[j]) {
-						need[i], changed = true, true
-						break
+		if !snap {
+			byBase := make([]int, len(vs)) // vs indices by base offset
+			for i := range byBase {
+				byBase[i] = i
+			}
+			sort.Slice(byBase, func(a, b int) bool { return vs[byBase[a]].M.BaseOffset < vs[byBase[b]].M.BaseOffset })
+			for changed := true; changed; {
+				changed = false
+				for _, i := range byBase {
+					if need[i] {
+						continue
+					}
+					// the versions i covers have their base in [base, next)
+					lo := sort.Search(len(byBase), func(k int) bool { return vs[byBase[k]].M.BaseOffset >= vs[i].M.BaseOffset })
+					for k := lo; k < len(byBase) && vs[byBase[k]].M.BaseOffset < max(vs[i].M.NextSegmentBase, vs[i].M.BaseOffset+1); k++ {
+						if j := byBase[k]; need[j] && j != i && covers(vs[i], vs[j]) {
+							need[i], changed = true, true
+							break
+						}
 					}
 				}
 			}
@@ -321,12 +361,8 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 	// window's start and the manifest is older than the window.
 	rolledEnd := func(pk partKey) int64 {
 		end := int64(-1)
-		for _, ls := range liveByPart[pk] {
-			if ls.t.Equal(ws) {
-				for _, v := range ls.vs {
-					end = max(end, v.M.NextSegmentBase)
-				}
-			}
+		for _, v := range liveAtStart[pk] {
+			end = max(end, v.M.NextSegmentBase)
 		}
 		return end
 	}
@@ -407,13 +443,21 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		if !g.G.At.Before(ws) {
 			continue
 		}
-		sets := liveByPart[partKey{g.Cluster, g.G.Topic, g.G.TopicID, g.G.Partition}]
-		needed := len(sets) == 0
-		for _, ls := range sets {
-			if !rangeCovered(ls.vs, g.G.BaseOffset, max(g.G.NextBase, g.G.BaseOffset+1)) {
-				needed = true
+		pk := partKey{g.Cluster, g.G.Topic, g.G.TopicID, g.G.Partition}
+		needed := len(groupsByPart[pk]) == 0
+		for t := range partEvents[pk] {
+			if needed {
 				break
 			}
+			var live []*PruneVersion // every broker's, at t
+			for _, k := range groupsByPart[pk] {
+				if k.kind == KindSegment {
+					for _, i := range liveAt(groups[k], t, false) {
+						live = append(live, groups[k][i])
+					}
+				}
+			}
+			needed = !rangeCovered(live, g.G.BaseOffset, max(g.G.NextBase, g.G.BaseOffset+1))
 		}
 		if needed {
 			continue
