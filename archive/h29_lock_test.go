@@ -64,6 +64,22 @@ func TestH29PruneObjectLock(t *testing.T) {
 		}
 	}
 	t.Logf("bytes freed on MinIO with object lock: %d; locked: %+v", rep.BytesFreed, rep.Locked)
+	// Versioned bucket (object lock needs versioning): the deletes are
+	// delete markers over the kept versions, for NoncurrentVersionExpiration.
+	markers, versions := 0, 0
+	for oi := range srv.Client().ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: mFree, WithVersions: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		if oi.IsDeleteMarker {
+			markers++
+		} else {
+			versions++
+		}
+	}
+	if markers != 1 || versions != 1 {
+		t.Errorf("%s: %d delete markers and %d versions, want 1 and 1", mFree, markers, versions)
+	}
 	rep2, err := Prune(context.Background(), b, a.l, "", PruneOptions{KeepWithin: day, DeleteDelay: -1})
 	if err != nil || len(rep2.Deleted) != 0 || len(rep2.Locked) != 2 {
 		t.Fatalf("second prune: %v, deleted %v, locked %d", err, rep2.Deleted, len(rep2.Locked))
