@@ -103,8 +103,9 @@ func TestH21PlanReadsBothRoots(t *testing.T) {
 	}
 }
 
-// TestH21PlanRejectsMisplacedV2 : a v2 manifest whose data keys leave its
-// version dir is left out like any hostile manifest.
+// TestH21PlanRejectsMisplacedV2: a v2 manifest whose data keys leave its
+// version dir, or whose upload id is not its key's, is left out like any
+// hostile manifest.
 func TestH21PlanRejectsMisplacedV2(t *testing.T) {
 	root := buildArchive(t)
 	b, _ := uploader.NewLocal(root)
@@ -124,17 +125,29 @@ func TestH21PlanRejectsMisplacedV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Files[0].DataKey = l.RootV2() + "elsewhere/x.sv2"
-	data, _ = archive.EncodeManifest(m)
-	b.Delete(ctx, key)
-	if err := b.Create(ctx, key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	plan, err := restore.MakePlan(ctx, restore.NewSource(b, archive.DecodeOptions{}), l, restore.Selection{Broker: -1, LeaveOutBad: true}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plan.Bad) != 1 || plan.Bad[0].Key != key || !strings.Contains(plan.Bad[0].Err, "outside the segment's prefix") {
-		t.Fatalf("bad %+v, want %s left out", plan.Bad, key)
+	for _, c := range []struct {
+		want string
+		mod  func(m *archive.SegmentManifest)
+	}{
+		{"outside the segment's prefix", func(m *archive.SegmentManifest) { m.Files[0].DataKey = l.RootV2() + "elsewhere/x.sv2" }},
+		{"not those of its key", func(m *archive.SegmentManifest) { m.UploadID = "0000000000000000" }},
+		{"neither its data object nor a tail pack", func(m *archive.SegmentManifest) { m.Files[0].Chunks[0].Key = l.Root() + "x" }},
+	} {
+		m2 := *m
+		m2.Files = append([]archive.FileRecord(nil), m.Files...)
+		m2.Files[0].Chunks = append([]archive.Chunk(nil), m.Files[0].Chunks...)
+		c.mod(&m2)
+		data, _ = archive.EncodeManifest(&m2)
+		b.Delete(ctx, key)
+		if err := b.Create(ctx, key, bytes.NewReader(data), int64(len(data)), uploader.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := restore.MakePlan(ctx, restore.NewSource(b, archive.DecodeOptions{}), l, restore.Selection{Broker: -1, LeaveOutBad: true}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Bad) != 1 || plan.Bad[0].Key != key || !strings.Contains(plan.Bad[0].Err, c.want) {
+			t.Errorf("bad %+v, want %s left out: %s", plan.Bad, key, c.want)
+		}
 	}
 }

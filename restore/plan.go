@@ -552,6 +552,11 @@ func checkManifest(layout archive.Layout, key string, m *archive.SegmentManifest
 	if !strings.HasPrefix(dir, partPrefix) {
 		return bad("names topic %s partition %d but is stored elsewhere", m.Topic, m.Partition)
 	}
+	if m.Version == archive.ManifestVersionV2 {
+		if k, ok := archive.ParseKey(layout, key); !ok || k.VersionID != m.UploadID || k.Broker != m.BrokerID || k.BaseOffset != m.BaseOffset {
+			return bad("names broker %d, base offset %d and upload id %s, not those of its key", m.BrokerID, m.BaseOffset, m.UploadID)
+		}
+	}
 	seen := map[string]bool{}
 	for i, f := range m.Files {
 		n, ok := segment.ParseFileName(f.Name)
