@@ -351,3 +351,29 @@ func TestH29PruneCoverShrinks(t *testing.T) {
 	h29Has(t, keys, true, ms, ds, mt, dt, mu, du)
 	h29Has(t, keys, false, mOld, dOld)
 }
+
+// TestH29PruneMisplacedManifest: a manifest that is not the one its key
+// names (restore leaves it out) supersedes nothing: the version it claims
+// to replace stays, and it is reported.
+func TestH29PruneMisplacedManifest(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	m1, d1 := a.version("kv", 0, 1, 0, 100, now.Add(-10*day))
+	m2, _ := a.version("kv", 0, 1, 0, 100, now.Add(-5*day))
+	// m2's body, claiming to be another version id: misplaced.
+	data, _ := mustGet(t, a.b, m2)
+	var m SegmentManifest
+	json.Unmarshal(data, &m)
+	m.ContentID = "ffffffffffff"
+	js, _ := json.Marshal(m)
+	if err := a.b.Delete(context.Background(), m2); err != nil {
+		t.Fatal(err)
+	}
+	a.put(m2, js)
+	rep, err := Prune(context.Background(), a.b, a.l, "", PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1})
+	if err != nil || len(rep.Undecodable) != 1 || rep.Undecodable[0] != m2 {
+		t.Fatalf("prune: %v, undecodable %v", err, rep.Undecodable)
+	}
+	h29Has(t, a.keys(), true, m1, d1, m2)
+}

@@ -185,6 +185,9 @@ func ListPruneInventory(ctx context.Context, b uploader.BucketReader, layout Lay
 		v := &inv.Versions[i]
 		read(v.Manifest.Key, func(data []byte) error {
 			m, err := DecodeSegmentManifest(v.Manifest.Key, data)
+			if err == nil {
+				err = checkManifestKey(layout, v.Manifest.Key, m)
+			}
 			if err != nil {
 				v.Err = err.Error()
 			} else {
@@ -256,4 +259,37 @@ func getSmall(ctx context.Context, b uploader.BucketReader, key string, limit in
 		return nil, fmt.Errorf("object %s: larger than %d bytes", key, limit)
 	}
 	return data, nil
+}
+
+// checkManifestKey checks that a manifest is the one its key names (the
+// partition, incarnation, kind, base offset, broker and version id) and
+// that its objects are in its version dir: one that is not is left out by
+// restore, so prune must not let it supersede anything (it is then kept
+// as undecodable).
+func checkManifestKey(l Layout, key string, m *SegmentManifest) error {
+	k, ok := ParseKey(l, key)
+	if !ok || !k.IsManifest() {
+		return fmt.Errorf("manifest %s: not a manifest key", key)
+	}
+	id := m.ContentID
+	if k.Version == LayoutVersionV2 {
+		id = m.UploadID
+	}
+	kind := KindSegment
+	if k.Kind == KeySnapshotManifest {
+		kind = KindKRaftSnapshot
+	}
+	if k.Cluster != m.ClusterID || k.Topic != m.Topic || k.Partition != m.Partition || k.TopicID != m.TopicID || kind != m.Kind ||
+		k.BaseOffset != m.BaseOffset || k.Broker != m.BrokerID || k.VersionID != id || kind == KindKRaftSnapshot && k.SnapshotEpoch != m.SnapshotEpoch {
+		return fmt.Errorf("manifest %s: names %s %s-%d (%s) base %d of broker %d, version %s: not the one its key names", key, m.Kind, m.Topic, m.Partition, m.TopicID, m.BaseOffset, m.BrokerID, id)
+	}
+	dir := k.VersionDir(l)
+	for _, f := range m.Files {
+		for _, obj := range []string{f.Object.Key, f.DataKey} {
+			if obj != "" && !strings.HasPrefix(obj, dir) {
+				return fmt.Errorf("manifest %s: file %s is stored at %s, outside its version dir", key, f.Name, obj)
+			}
+		}
+	}
+	return nil
 }
