@@ -122,7 +122,7 @@ func runPrune(c *cli.Context) error {
 		return err
 	}
 	for _, k := range rep.Undecodable {
-		fmt.Fprintf(c.App.ErrWriter, "segvault: %s does not decode: kept, with every object it may name\n", k)
+		fmt.Fprintf(c.App.ErrWriter, "segvault: %s does not decode or is not the object its key names: kept, with every object it may name\n", k)
 	}
 	for _, f := range rep.Failures {
 		fmt.Fprintln(c.App.ErrWriter, "segvault:", f)
