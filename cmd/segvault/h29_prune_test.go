@@ -128,7 +128,7 @@ func TestH29InfoCLI(t *testing.T) {
 	if _, stderr, code := h29Run("info", "--bucket", "file://"+dir); code != 1 || !strings.Contains(stderr, "manifest.json") {
 		t.Errorf("undecodable manifest: exit %d, %s", code, stderr)
 	}
-	if _, stderr, code := h29Run("prune", "--bucket", "file://"+dir, "--keep-within", "1h", "--dry-run"); code != 1 || !strings.Contains(stderr, "does not decode: kept") {
+	if _, stderr, code := h29Run("prune", "--bucket", "file://"+dir, "--keep-within", "1h", "--dry-run"); code != 1 || !strings.Contains(stderr, "does not decode or is not the object its key names: kept") {
 		t.Errorf("prune with an undecodable manifest: exit %d, %s", code, stderr)
 	}
 }
