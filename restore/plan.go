@@ -11,6 +11,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -322,6 +323,9 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 	for i, key := range keys {
 		g.Go(func() error {
 			data, err := src.Get(gctx, key, archive.MaxManifestSize)
+			if errors.Is(err, uploader.ErrNotFound) {
+				return nil // pruned since the listing (segvault prune deletes only versions no plan picks)
+			}
 			if err != nil {
 				return fmt.Errorf("read manifest %s: %w", key, err)
 			}
@@ -374,6 +378,9 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 	// no archived copy covers it (data wins over a marker).
 	for i, key := range gapKeys {
 		data, err := src.Get(ctx, key, 1<<20)
+		if errors.Is(err, uploader.ErrNotFound) {
+			continue // pruned since the listing
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read gap marker %s: %w", key, err)
 		}
