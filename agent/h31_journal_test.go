@@ -352,7 +352,7 @@ func TestH31TailStateBytesFigures(t *testing.T) {
 			t.Fatal(err)
 		}
 		old := st.jr.snapSize // the version-1 file is the same JSON without "gen"
-		const rounds = 1000 // past at least one compaction
+		const rounds = 1000   // past at least one compaction
 		w0, f0, gen := st.jr.wrote, st.jr.fsyncs, st.Gen
 		var maxRound int64
 		for r := 0; r < rounds; r++ {
