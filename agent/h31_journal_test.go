@@ -393,3 +393,39 @@ func TestH31TailStateBytesFigures(t *testing.T) {
 		}
 	}
 }
+
+// TestH31JournalWriteFailure: a failed append is reported and the next
+// save writes a snapshot of the whole state (the journal may hold part of
+// the failed record); nothing of the failed save is lost.
+func TestH31JournalWriteFailure(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	dir := t.TempDir()
+	st, _, _ := loadTailState(dir)
+	st.NextSeq = 1
+	keys := h31Keys(10)
+	for _, k := range keys {
+		st.setTrack(k, h31Track(rng, k, 0))
+	}
+	if err := st.save(true); err != nil {
+		t.Fatal(err)
+	}
+	jp := filepath.Join(dir, tailJournalFile)
+	if err := os.Remove(jp); err != nil {
+		t.Fatal(err)
+	}
+	st.setTrack(keys[1], h31Track(rng, keys[1], 77))
+	if err := st.save(true); err == nil || !strings.Contains(err.Error(), jp) {
+		t.Fatalf("append to a missing journal: %v", err)
+	}
+	gen := st.Gen
+	st.dropTrack(keys[2])
+	if err := st.save(true); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gen == gen {
+		t.Fatal("no snapshot after the failed append")
+	}
+	if got := h31Load(t, dir); h31View(t, got) != h31View(t, st) || got.Tracks[keys[1]].To != 77 {
+		t.Fatal("state after the failed append differs")
+	}
+}

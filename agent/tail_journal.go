@@ -305,7 +305,10 @@ func (st *tailState) save(sync bool) error {
 	j.saved, j.savedSeq, j.adopted = st.Pending, st.NextSeq, nil
 	clear(j.dirty)
 	if j.size > max(4*j.snapSize, j.minBytes) || j.records >= j.maxRecords {
-		return st.compact()
+		// The record is written (and durable when asked): a failed
+		// compaction leaves j.ok false, so the next save compacts again and
+		// reports its error.
+		_ = st.compact()
 	}
 	return nil
 }
