@@ -101,7 +101,7 @@ func TestH31TailStateBytesPerRound(t *testing.T) {
 		}
 	}
 	per := stateWrites / rounds
-	t.Logf("tail state, %d partitions, %d changing per round: %d bytes written per round (the whole state is %d bytes)", parts, changing, per, full)
+	t.Logf("tail state, %d partitions, %d changing per round, real capture rounds: %d bytes written per round (the state files held %d bytes after the first round)", parts, changing, per, full)
 	if per > full/4 {
 		t.Fatalf("%d bytes of state written per round for %d changed partitions: not proportional to the change (whole state %d bytes)", per, changing, full)
 	}

@@ -316,7 +316,14 @@ func TestH31JournalCompaction(t *testing.T) {
 	if err := os.WriteFile(jp, before, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	tmp := filepath.Join(dir, "."+tailStateFile+".tmp-12345") // a crash inside WriteFileAtomic
+	if err := os.WriteFile(tmp, []byte("{"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	got := h31Load(t, dir)
+	if _, err := os.Stat(tmp); err == nil {
+		t.Fatal("snapshot temp file left by a crash not removed")
+	}
 	if h31View(t, got) != want || got.jr.skipped == 0 || got.jr.torn != 0 {
 		t.Fatalf("stale journal: state differs %v, skipped %d, torn %d", h31View(t, got) != want, got.jr.skipped, got.jr.torn)
 	}
