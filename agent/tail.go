@@ -139,7 +139,16 @@ func (t *tailer) setup(ctx context.Context) error {
 	if t.st == nil {
 		st, fresh, err := loadTailState(t.a.cfg.StateDir)
 		if err != nil {
+			t.a.metrics.TailFailures.WithLabelValues("state").Inc()
 			t.a.log.Warn("tail-capture state not usable; capture chains start again from byte 0", "err", err)
+		}
+		if st.jr.torn > 0 {
+			t.a.metrics.TailFailures.WithLabelValues("state").Inc()
+			t.a.log.Warn("tail-capture state journal ends with a torn record (a crash while it was written): ignored, the state is the one before it",
+				"file", st.jr.journalPath(), "byte", st.jr.tornAt)
+		}
+		if st.jr.migrated {
+			t.a.log.Info("tail-capture state of version 1 read: migrated to a snapshot and a journal at the first save", "file", st.jr.snapPath())
 		}
 		t.st = st
 		if fresh {
@@ -173,7 +182,7 @@ func (t *tailer) setup(ctx context.Context) error {
 			return err
 		}
 		t.st.NextSeq = seq + 1
-		if err := t.st.save(t.a.cfg.StateDir); err != nil {
+		if err := t.st.save(false); err != nil { // lost: taken from the bucket again
 			t.fail("state", err)
 			return err
 		}
@@ -232,9 +241,7 @@ func (t *tailer) settlePending(ctx context.Context) error {
 		return fmt.Errorf("settle pending tail capture %s: %w", p.ManifestKey, err)
 	}
 	if committed {
-		for k, tr := range p.Tracks {
-			t.st.Tracks[k] = tr
-		}
+		t.st.adopt()
 		t.a.log.Info("tail capture interrupted after its commit: adopted", "key", p.ManifestKey)
 	} else {
 		t.a.log.Info("tail capture interrupted before its commit: abandoned (its pack, if any, is an orphan never read)", "key", p.ManifestKey, "pack", p.PackKey)
@@ -242,8 +249,8 @@ func (t *tailer) settlePending(ctx context.Context) error {
 	if p.Seq >= t.st.NextSeq {
 		t.st.NextSeq = p.Seq + 1
 	}
-	t.st.Pending = nil
-	return t.st.save(t.a.cfg.StateDir)
+	t.st.abandon()          // no-op once adopted
+	return t.st.save(false) // lost: settled again (idempotent)
 }
 
 // since is the time of the last round (the start before the first).
@@ -294,7 +301,7 @@ func (t *tailer) scan(now time.Time) (changed bool) {
 			case tr == nil:
 				tr = &tailTrack{LogDir: ps.LogDir, Path: ps.Path, Topic: ps.Dir.Topic, Partition: ps.Dir.Partition}
 				tr.reset(ps.Active, 0)
-				t.st.Tracks[key] = tr
+				t.st.setTrack(key, tr)
 				changed = true
 			case tr.Base != ps.Active:
 				c := candidate{LogDir: tr.LogDir, Dir: ps.Dir, Kind: "segment", Base: tr.Base}
@@ -302,7 +309,9 @@ func (t *tailer) scan(now time.Time) (changed bool) {
 					t.rolled[c.key()] = rt.pendingSince
 				}
 				t.a.log.Debug("active segment rolled; tail capture moves to the new one", "file", tr.logPath(), "new_base", ps.Active)
-				tr.reset(ps.Active, 0)
+				nt := tr.clone()
+				nt.reset(ps.Active, 0)
+				t.st.setTrack(key, nt)
 				rt.readSize, rt.readMTime = -1, time.Time{}
 				rt.pendingSince = t.since()
 				changed = true
@@ -313,7 +322,7 @@ func (t *tailer) scan(now time.Time) (changed bool) {
 		if seen[k] || failedDirs[tr.LogDir] || failedDirs[tr.Path] {
 			continue
 		}
-		delete(t.st.Tracks, k) // partition gone (deleted, moved) or filtered out
+		t.st.dropTrack(k) // partition gone (deleted, moved) or filtered out
 		delete(t.rt, k)
 		changed = true
 	}
@@ -640,8 +649,8 @@ func (t *tailer) round(ctx context.Context) {
 			continue
 		}
 		if cp == nil {
-			if nt != tr {
-				t.st.Tracks[k] = nt // a chain restart with nothing to send yet
+			if nt != tr && !nt.same(tr) {
+				t.st.setTrack(k, nt) // a chain restart with nothing to send yet
 				changed = true
 			}
 			continue
@@ -651,7 +660,7 @@ func (t *tailer) round(ctx context.Context) {
 	}
 	if len(caps) == 0 {
 		if changed {
-			if err := t.st.save(t.a.cfg.StateDir); err != nil {
+			if err := t.st.save(true); err != nil {
 				t.fail("state", err)
 			}
 		}
@@ -710,17 +719,20 @@ func (t *tailer) commit(ctx context.Context, caps []*capture, at time.Time) erro
 	for _, cp := range caps {
 		p.Tracks[cp.key] = cp.after
 	}
-	t.st.Pending, t.st.NextSeq = p, seq+1
-	if err := t.st.save(t.a.cfg.StateDir); err != nil {
-		t.st.Pending = nil
+	t.st.begin(p)
+	t.st.NextSeq = seq + 1
+	// The one fsync of the round: the pending capture is durable before
+	// its pack and manifest are written.
+	if err := t.st.save(true); err != nil {
+		t.st.abandon()
 		t.fail("state", err)
 		return err
 	}
 	t.a.metrics.TailPuts.Inc()
 	if err := t.a.store.PutManifest(ctx, m.PackKey, pack); err != nil {
 		// The manifest was never sent: nothing can have committed.
-		t.st.Pending = nil
-		if serr := t.st.save(t.a.cfg.StateDir); serr != nil {
+		t.st.abandon()
+		if serr := t.st.save(false); serr != nil { // lost: abandoned again
 			t.fail("state", serr)
 		}
 		t.fail("pack", err, "key", m.PackKey)
@@ -732,11 +744,10 @@ func (t *tailer) commit(ctx context.Context, caps []*capture, at time.Time) erro
 		t.fail("manifest", err, "key", mkey)
 		return err
 	}
-	for k, tr := range p.Tracks {
-		t.st.Tracks[k] = tr
-	}
-	t.st.Pending = nil
-	if err := t.st.save(t.a.cfg.StateDir); err != nil {
+	t.st.adopt()
+	// Not fsynced: lost, the capture is settled from the bucket on the
+	// next start; the next round's fsync covers it.
+	if err := t.st.save(false); err != nil {
 		t.fail("state", err) // settled from the bucket on the next start
 	}
 	for _, cp := range caps {

@@ -1,17 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
-	"os"
-	"path/filepath"
-
-	"github.com/segvault/segvault/internal/fsutil"
 )
 
 // Tail-capture state (docs/FORMAT.md, "Tail captures"): per partition the
@@ -20,23 +15,47 @@ import (
 // the broker's next capture sequence number; and the capture in flight
 // (Pending) whose commit a crash may have left undecided.
 //
-// On disk: StateDir/tail-state.json, written tmp+fsync+rename after every
-// change (once per capture round). A missing or unreadable file starts
-// every chain again from byte 0 and takes the next sequence number from the
-// bucket.
+// On disk (StateDir), as the archived-segment state (state.go) but in its
+// own files:
+//
+//	tail-state.json     snapshot: the whole state and its generation "gen",
+//	                    written tmp+fsync+rename at compaction
+//	tail-state.journal  one record per save since the snapshot, each the
+//	                    change of that save only (the tracks that changed,
+//	                    the pending capture, next_seq):
+//	                    "<crc32c hex> <json tailRecord>\n", appended
+//
+// A round's cost is proportional to what changed: one record, fsynced once
+// (before the capture's manifest is written: see tailer.commit). The
+// journal is folded into a new snapshot (new gen) when it grows past 4x the
+// snapshot (or tailJournalMaxRecords); records of another gen (a crash
+// between the snapshot and the journal's truncation) are skipped. A torn
+// last record (a crash mid-append) is ignored, with a warning; a bad record
+// followed by good ones makes the state unusable. A missing or unusable
+// state starts every chain again from byte 0 and takes the next sequence
+// number from the bucket (never a wrong chain). A version-1
+// tail-state.json (the whole state, rewritten every round) is read once
+// and migrated at the first save.
 type tailState struct {
 	Version int                   `json:"version"`
+	Gen     string                `json:"gen,omitempty"`
 	NextSeq int64                 `json:"next_seq"`
 	Tracks  map[string]*tailTrack `json:"tracks"`
 	// Pending is the capture being committed: its manifest may or may not be
 	// in the bucket. Tracks there are the tracks as they are once it commits.
 	Pending *tailPending `json:"pending,omitempty"`
+
+	jr *tailJournal // the files' bookkeeping
 }
 
-const tailStateVersion = 1
+const tailStateVersion = 2
 
-// tailStateFile is the state file's name in StateDir.
-const tailStateFile = "tail-state.json"
+// tailStateFile is the snapshot's name in StateDir (also the name of the
+// version-1 state file), tailJournalFile the journal's.
+const (
+	tailStateFile   = "tail-state.json"
+	tailJournalFile = "tail-state.journal"
+)
 
 type tailPending struct {
 	Seq         int64                 `json:"seq"`
@@ -84,6 +103,20 @@ func (t *tailTrack) clone() *tailTrack {
 	return &c
 }
 
+// same reports whether o records what t does.
+func (t *tailTrack) same(o *tailTrack) bool {
+	type cmp struct {
+		LogDir, Path, Topic, Sum, FirstHdr, LastHdr, StateSum string
+		Partition, LastEpoch                                  int32
+		Base, To, LastPos, LastOffset                         int64
+		Ino                                                   uint64
+	}
+	c := func(x *tailTrack) cmp {
+		return cmp{x.LogDir, x.Path, x.Topic, x.Sum, x.FirstHdr, x.LastHdr, x.StateSum, x.Partition, x.LastEpoch, x.Base, x.To, x.LastPos, x.LastOffset, x.Ino}
+	}
+	return c(t) == c(o) && bytes.Equal(t.Digest, o.Digest)
+}
+
 // hasher returns the SHA-256 state of [0, To).
 func (t *tailTrack) hasher() (hash.Hash, error) {
 	h := sha256.New()
@@ -113,41 +146,3 @@ func (t *tailTrack) reset(base int64, ino uint64) {
 }
 
 var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
-
-// loadTailState reads the state; fresh is true when there was none usable.
-func loadTailState(stateDir string) (st *tailState, fresh bool, err error) {
-	st = &tailState{Version: tailStateVersion, Tracks: map[string]*tailTrack{}}
-	data, err := os.ReadFile(filepath.Join(stateDir, tailStateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return st, true, nil
-	}
-	if err != nil {
-		return st, true, fmt.Errorf("read %s: %w", filepath.Join(stateDir, tailStateFile), err)
-	}
-	var s tailState
-	if json.Unmarshal(data, &s) != nil || s.Version != tailStateVersion || s.NextSeq < 1 {
-		return st, true, fmt.Errorf("%s: unreadable or of another version; tail chains start again from byte 0", filepath.Join(stateDir, tailStateFile))
-	}
-	if s.Tracks == nil {
-		s.Tracks = map[string]*tailTrack{}
-	}
-	for _, t := range s.Tracks {
-		if _, err := t.hasher(); err != nil {
-			t.reset(t.Base, t.Ino)
-		}
-	}
-	return &s, false, nil
-}
-
-// save writes the state durably.
-func (st *tailState) save(stateDir string) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	p := filepath.Join(stateDir, tailStateFile)
-	if err := fsutil.WriteFileAtomic(p, data, 0o640); err != nil {
-		return fmt.Errorf("write tail state %s: %w", p, err)
-	}
-	return nil
-}
