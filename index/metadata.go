@@ -31,14 +31,14 @@ import (
 //	                                     (-2 = unchanged, -1 = none), 2 Replicas, 3 RemovingReplicas,
 //	                                     4 AddingReplicas, 5 LeaderRecoveryState, later tags skipped
 //	RemoveTopicRecord.json (9) v0:       TopicId uuid
-//	RegisterBrokerRecord.json (0) v0-3:  BrokerId int32, IsMigratingZkBroker bool (v2+), IncarnationId uuid,
+//	RegisterBrokerRecord.json (0) v0-4:  BrokerId int32, IsMigratingZkBroker bool (v2+), IncarnationId uuid,
 //	                                     BrokerEpoch int64, EndPoints [], Features [], Rack string?,
 //	                                     Fenced bool, InControlledShutdown bool (v1+);
-//	                                     tagged: 0 LogDirs []uuid (v3+)
+//	                                     tagged: 0 LogDirs []uuid (v3+), CordonedLogDirs (v4+)
 //	UnregisterBrokerRecord.json (1):     BrokerId int32, BrokerEpoch int64
 //	FenceBrokerRecord.json (7):          Id int32, Epoch int64
 //	UnfenceBrokerRecord.json (8):        Id int32, Epoch int64
-//	BrokerRegistrationChangeRecord.json (17) v0-2: BrokerId int32, BrokerEpoch int64;
+//	BrokerRegistrationChangeRecord.json (17) v0-3: BrokerId int32, BrokerEpoch int64;
 //	                                     tagged: 0 Fenced int8 (-1 unfenced, 0 no change, 1 fenced)
 //
 // Every other record type, and a known type at a version newer than the one
@@ -64,8 +64,8 @@ const (
 	maxPartitionVersion       = 2
 	maxPartitionChangeVersion = 2 // v1, v2 only add tagged fields
 	maxRemoveTopicVersion     = 1
-	maxRegisterBrokerVersion  = 3
-	maxBrokerIDEpochVersion   = 2 // Unregister/Fence/Unfence/BrokerRegistrationChange
+	maxRegisterBrokerVersion  = 4 // v4 (Kafka 4.3) adds a tagged CordonedLogDirs
+	maxBrokerIDEpochVersion   = 3 // Unregister/Fence/Unfence v0; BrokerRegistrationChange v3 adds a tagged field
 	metadataFrameVersion      = 1
 	uuidSize                  = 16
 	noLeader                  = -1
