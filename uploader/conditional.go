@@ -51,14 +51,26 @@ var (
 	_ ConditionalWriter = (*Local)(nil)
 )
 
-// AsConditional returns b's conditional writer, if it has one. The retry
-// and rate-limit wrappers do not forward one: open the raw store for
-// claims (a conditional write must not be retried blindly anyway: the
-// first attempt may have succeeded; the caller re-reads instead).
+// AsConditional returns b's conditional writer, if it has one, looking
+// through the retry and rate-limit wrappers: conditional writes go to the
+// raw store (a conditional write must not be retried blindly: the first
+// attempt may have succeeded; the caller re-reads instead).
 func AsConditional(b any) (ConditionalWriter, bool) {
-	c, ok := b.(ConditionalWriter)
-	return c, ok
+	for b != nil {
+		if c, ok := b.(ConditionalWriter); ok {
+			return c, true
+		}
+		u, ok := b.(interface{ unwrapBucket() Bucket })
+		if !ok {
+			return nil, false
+		}
+		b = u.unwrapBucket()
+	}
+	return nil, false
 }
+
+func (r *retryBucket) unwrapBucket() Bucket { return r.b }
+func (r *rateBucket) unwrapBucket() Bucket  { return r.Bucket }
 
 // --- S3 ---
 

@@ -143,6 +143,17 @@ func TestH28ConditionalLocal(t *testing.T) {
 	h28ConditionalContract(t, newTestLocal)
 }
 
+func TestH28ConditionalThroughWrappers(t *testing.T) {
+	l := newTestLocal(t)
+	c, ok := AsConditional(WithRateLimit(WithRetry(l, RetryPolicy{}), 1<<20))
+	if !ok || c != l.(ConditionalWriter) {
+		t.Fatalf("wrapped local store: %v %v", c, ok)
+	}
+	if _, ok := AsConditional(struct{ Bucket }{l}); ok {
+		t.Fatal("an unknown wrapper must not be looked through")
+	}
+}
+
 func TestH28ConditionalS3(t *testing.T) {
 	srv := miniotest.Start(t)
 	h28ConditionalContract(t, func(t *testing.T) Bucket {
