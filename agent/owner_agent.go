@@ -60,7 +60,9 @@ func (a *Agent) ownerState() *ownership {
 // a duplicate is safe, missing data is not).
 func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerIdentity, now time.Time) func(*candidate) bool {
 	cfg := a.snap()
-	if cfg.ArchiveReplicas != ArchiveReplicasDesignated || ps.Dir.Topic == "__cluster_metadata" {
+	// A salvage run (include-active: a stopped broker's disk) archives all
+	// it finds: nobody else may hold that data any more.
+	if cfg.ArchiveReplicas != ArchiveReplicasDesignated || cfg.IncludeActive || ps.Dir.Topic == "__cluster_metadata" {
 		return nil
 	}
 	o := a.ownerState()
