@@ -78,6 +78,33 @@ func Check(ctx context.Context, b uploader.Bucket, l Layout, opts CheckOptions) 
 		addObject(oi)
 	}
 	referenced := map[string]bool{}
+	// Deletion marks (prune): the mark and the objects it names are a
+	// deletion in progress, not orphans.
+	for _, oi := range cat.Unknown {
+		if _, ok := isDeletionMarkKey(l, oi.Key); !ok {
+			continue
+		}
+		r := CheckResult{Path: oi.Key, Kind: "deletion-mark", Bytes: oi.Size, Status: "ok"}
+		data, err := readSmall(ctx, b, oi.Key)
+		var m *DeletionMark
+		if err == nil {
+			m, err = DecodeDeletionMark(oi.Key, data)
+		}
+		switch {
+		case err != nil && errors.Is(err, uploader.ErrNotFound):
+			continue // completed by a prune running now
+		case err != nil:
+			referenced[oi.Key] = true // reported here, not again as an orphan
+			r.Status, r.Detail = "corrupt", err.Error()
+		default:
+			referenced[oi.Key] = true
+			for _, k := range m.Keys {
+				referenced[k] = true
+			}
+			r.Detail = fmt.Sprintf("prune marked %d objects (%d bytes) for deletion at %s: %s", len(m.Keys), m.Bytes, m.MarkedAt.UTC().Format(time.RFC3339), m.Reason)
+		}
+		out = append(out, r)
+	}
 	for _, e := range cat.LogDirs {
 		out = append(out, checkSmall(ctx, b, e, "logdir-manifest"))
 	}
