@@ -817,6 +817,12 @@ func (t *tailer) updateRPO(now time.Time) {
 			oldest = ts
 		}
 	}
+	if !t.init {
+		// No round got past its setup (bucket unreachable since the
+		// start, a pending capture not settled): nothing was captured
+		// since the agent started, whatever the partitions hold.
+		note(t.start)
+	}
 	for _, rt := range t.rt {
 		note(rt.pendingSince)
 	}
