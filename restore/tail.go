@@ -395,6 +395,9 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	if len(pp.Segments) > 0 {
 		n = pp.Segments[len(pp.Segments)-1].Manifest.NextSegmentBase
 	}
+	if n >= 0 {
+		n = spliceOverlap(pp, cs, topicID, n)
+	}
 	var usable []tailCapture
 	for _, c := range cs {
 		switch {
@@ -582,4 +585,80 @@ func newestArchived(pp *PartitionPlan) time.Time {
 		}
 	}
 	return t
+}
+
+// spliceOverlap handles a replica whose captured active segment starts
+// below the end n of the archived segments and reaches past it (replicas
+// roll at different offsets: the archived segments may come from a replica
+// that stopped, the captures from the one that kept the partition). Such
+// captures are not superseded: they hold offsets the archive lacks. The
+// archived segments from the captured segment's base on are dropped so the
+// captured segment follows the archived ones; when its base falls inside
+// an archived segment the offsets past n are reported as a gap (restore
+// --broker of that replica brings them back). It returns the new end of
+// the archived segments.
+func spliceOverlap(pp *PartitionPlan, cs []tailCapture, topicID string, n int64) int64 {
+	type bk struct {
+		broker int32
+		base   int64
+	}
+	groups := map[bk][]tailCapture{}
+	for _, c := range cs {
+		if c.TopicID == topicID && c.SegmentBase < n {
+			groups[bk{c.broker, c.SegmentBase}] = append(groups[bk{c.broker, c.SegmentBase}], c)
+		}
+	}
+	var best tailChain
+	bestEnd := n
+	for k, g := range groups {
+		ch := chainFor(k.base, append([]tailCapture(nil), g...))
+		if len(ch.caps) == 0 {
+			continue
+		}
+		last := ch.caps[len(ch.caps)-1]
+		if end := last.LastOffset + 1; end > bestEnd || end == bestEnd && len(best.caps) > 0 && newer(last, best.caps[len(best.caps)-1]) {
+			best, bestEnd = ch, end
+		}
+	}
+	if len(best.caps) == 0 {
+		return n
+	}
+	last := best.caps[len(best.caps)-1]
+	i := sort.Search(len(pp.Segments), func(i int) bool { return pp.Segments[i].Manifest.BaseOffset >= best.base })
+	if i > 0 && pp.Segments[i-1].Manifest.NextSegmentBase > best.base {
+		pp.Gaps = append(pp.Gaps, Gap{From: n, To: bestEnd, Reason: fmt.Sprintf(
+			"captured only by broker %d (%s), in its active segment starting at offset %d, inside an archived segment of another replica: restore with --broker %d for them",
+			last.broker, last.key, best.base, last.broker)})
+		return n
+	}
+	for _, s := range pp.Segments[i:] {
+		for _, f := range s.Manifest.Files {
+			pp.Bytes -= f.Size
+		}
+	}
+	pp.Segments = pp.Segments[:i]
+	gaps := pp.Gaps[:0]
+	for _, g := range pp.Gaps {
+		if g.From < best.base {
+			g.To = min(g.To, best.base)
+			gaps = append(gaps, g)
+		}
+	}
+	pp.Gaps = gaps
+	pp.FirstOffset, pp.LastOffset, pp.Brokers = -1, -1, nil
+	for j, s := range pp.Segments {
+		if j == 0 {
+			pp.FirstOffset = s.Manifest.BaseOffset
+		}
+		if s.Manifest.Summary.LastOffset >= 0 {
+			pp.LastOffset = s.Manifest.Summary.LastOffset
+		}
+	}
+	for _, s := range append(append([]Segment(nil), pp.Segments...), pp.Snapshots...) {
+		if !containsBroker(pp.Brokers, s.Manifest.BrokerID) {
+			pp.Brokers = append(pp.Brokers, s.Manifest.BrokerID)
+		}
+	}
+	sort.Slice(pp.Brokers, func(i, j int) bool { return pp.Brokers[i] < pp.Brokers[j] })
+	return best.base
 }

@@ -1,0 +1,139 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segvault/segvault/archive"
+	"github.com/segvault/segvault/restore"
+	"github.com/segvault/segvault/segment"
+)
+
+// TestH32TailPackMissing: a tail manifest whose pack object is gone fails
+// the restore naming the pack, and leaves nothing of the partition.
+func TestH32TailPackMissing(t *testing.T) {
+	root, b, keys, _ := h26HostileArchive(t)
+	m, err := archive.DecodeTailManifest(keys[1], h26Read(t, filepath.Join(root, filepath.FromSlash(keys[1]))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, filepath.FromSlash(m.PackKey))); err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	target := filepath.Join(parent, "restored")
+	_, _, err = h26Restore(t, b, restore.Selection{Broker: -1}, target, -1)
+	if err == nil || !strings.Contains(err.Error(), m.PackKey) {
+		t.Fatalf("restore with a pack missing: %v (want an error naming %s)", err, m.PackKey)
+	}
+	if _, serr := os.Stat(filepath.Join(target, "configs-0")); serr == nil {
+		t.Fatalf("partition dir left in place after the failure")
+	}
+	h26Outside(t, parent, target)
+}
+
+// TestH32TailReplicaOverlap: broker 0 archived segment [0, 2) and then
+// stopped capturing (it died); broker 7, the new leader, never rolled: its
+// active segment starts at 0 and holds offsets 0 and up, all captured.
+// Restore must bring back broker 7's captured offsets past 2 (or at least
+// report them missing), never drop them silently as "superseded".
+func TestH32TailReplicaOverlap(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	if pp0 == nil || len(pp0.Segments) != 1 || pp0.Segments[0].Manifest.NextSegmentBase != 2 {
+		t.Fatalf("archived __consumer_offsets-28: %+v", pp0)
+	}
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	rolled := h26Read(t, filepath.Join(pdir, segment.FormatName(0, segment.KindLog)))
+	active := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	whole := append(append([]byte(nil), rolled...), active...) // broker 7's never-rolled segment
+	wb := h26Bounds(t, whole, 0)
+	mid := wb[len(wb)-2]
+	t0 := time.Now().UTC()
+	h26Pack(t, b, layout, p0.Cluster, 7, 1, t0, 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 0, Data: whole, From: 0, To: mid})
+	h26Pack(t, b, layout, p0.Cluster, 7, 2, t0.Add(time.Minute), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 0, Data: whole, From: mid, To: int64(len(whole))})
+	last := int64(h32NextOffset(t, whole)) - 1
+	if last < 2 {
+		t.Fatalf("fixture: last offset %d", last)
+	}
+	for _, sel := range []restore.Selection{{Broker: -1}} {
+		target := filepath.Join(t.TempDir(), "restored")
+		sel.Topics, sel.Partitions = nil, []int32{28}
+		plan, _, err := h26Restore(t, b, sel, target, -1)
+		if err != nil {
+			t.Fatalf("broker %d: %v", sel.Broker, err)
+		}
+		pp := h26Part(plan, "__consumer_offsets", 28)
+		if pp == nil || pp.LastOffset != last || len(pp.Gaps) > 0 {
+			t.Fatalf("broker %d: plan last offset %d, gaps %v (want %d: broker 7 captured it); tail %+v", sel.Broker, pp.LastOffset, pp.Gaps, last, pp.Tail)
+		}
+		got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(0, segment.KindLog)))
+		if !bytes.Equal(got, whole) {
+			t.Fatalf("broker %d: restored segment 0 is %d bytes, broker 7 held %d", sel.Broker, len(got), len(whole))
+		}
+	}
+}
+
+// h32NextOffset is the offset after the last batch of data.
+func h32NextOffset(t *testing.T, data []byte) int64 {
+	t.Helper()
+	r := segment.NewReader(bytes.NewReader(data), int64(len(data)), "next", segment.ReaderOptions{BaseOffset: -1})
+	next := int64(0)
+	for r.Next() {
+		next = r.Batch().NextOffset()
+	}
+	if r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	return next
+}
+
+
+// TestH32TailReplicaOverlapInside: the other replica's active segment
+// starts inside the archived segment (its base 1 is inside [0, 2)): it cannot be
+// spliced without a cut, so the offsets only it holds are reported as a gap
+// naming the broker, not dropped silently.
+func TestH32TailReplicaOverlapInside(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	// No root files: the gap must come from the captures, not the checkpoints.
+	for _, f := range []string{"recovery-point-offset-checkpoint", "replication-offset-checkpoint", "log-start-offset-checkpoint"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	// Broker 7's segment starts at 1 (inside [0, 2)) and holds offset 2.
+	data := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	h26Pack(t, b, layout, p0.Cluster, 7, 1, time.Now().UTC(), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 1, Data: data, From: 0, To: int64(len(data))})
+	plan, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1, Partitions: []int32{28}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp == nil || len(pp.Gaps) != 1 || pp.Gaps[0].From != 2 || pp.Gaps[0].To != 3 || !strings.Contains(pp.Gaps[0].Reason, "--broker 7") {
+		t.Fatalf("plan %+v gaps %+v (want offsets 2..2 reported, naming broker 7)", pp, pp.Gaps)
+	}
+}
