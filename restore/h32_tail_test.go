@@ -103,7 +103,6 @@ func h32NextOffset(t *testing.T, data []byte) int64 {
 	return next
 }
 
-
 // TestH32TailReplicaOverlapInside: the other replica's active segment
 // starts inside the archived segment (its base 1 is inside [0, 2)): it cannot be
 // spliced without a cut, so the offsets only it holds are reported as a gap
