@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,5 +38,35 @@ func TestH32TailRPOBucketDownAtStart(t *testing.T) {
 	e.tl.round(context.Background())
 	if r := rpo(); r < 0.3 {
 		t.Fatalf("bucket down since the start, nothing captured for 0.3s: rpo %v", r)
+	}
+}
+
+// TestH32TailOffRPO: with tail-capture off nothing is read, uploaded or
+// written to the state dir for tails, and the recovery-point gauge tells
+// the truth: 0 while the active segment is empty, growing once bytes are
+// appended that only a roll will archive (so SegvaultRecoveryPointHigh
+// can fire); it read 0 forever.
+func TestH32TailOffRPO(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.a.Close()
+	e.a = h25NewAgent(t, e.logs, e.state, e.bucket, func(c *Config) { c.TailCapture, c.TailInterval = "off", time.Second })
+	rpo := func() float64 { return h25Counter(e.a.metrics.RPOSeconds) }
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := e.a.startTail(ctx)
+	defer func() { cancel(); stop() }()
+	time.Sleep(600 * time.Millisecond)
+	if r := rpo(); r != 0 {
+		t.Fatalf("empty active segment: rpo %v", r)
+	}
+	e.w.batches(4)
+	time.Sleep(1500 * time.Millisecond)
+	if r := rpo(); r < 0.5 {
+		t.Fatalf("tail capture off, bytes appended 1.5s ago not archived: rpo %v", r)
+	}
+	if _, n := h25Captures(t, e.bucket); n != 0 {
+		t.Fatalf("tail capture off: %d tail manifests uploaded", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.state, tailStateFile)); err == nil {
+		t.Fatal("tail capture off: tail state written")
 	}
 }
