@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,5 +135,53 @@ func TestH32TailReplicaOverlapInside(t *testing.T) {
 	pp := h26Part(plan, "__consumer_offsets", 28)
 	if pp == nil || len(pp.Gaps) != 1 || pp.Gaps[0].From != 2 || pp.Gaps[0].To != 3 || !strings.Contains(pp.Gaps[0].Reason, "--broker 7") {
 		t.Fatalf("plan %+v gaps %+v (want offsets 2..2 reported, naming broker 7)", pp, pp.Gaps)
+	}
+}
+
+// h32Renumber sets the base offset and leader epoch of the batch at pos
+// (fields outside the batch CRC).
+func h32Renumber(data []byte, pos int, base int64, epoch int32) []byte {
+	out := append([]byte(nil), data...)
+	binary.BigEndian.PutUint64(out[pos:], uint64(base))
+	binary.BigEndian.PutUint32(out[pos+12:], uint32(epoch))
+	return out
+}
+
+// TestH32TailReplicaOverlapStale: the replica whose captured segment starts
+// below the archived end reaches further, but in an older leader epoch than
+// the captures continuing the archive (it diverged: an unclean election
+// truncated it elsewhere). The newer epoch's log is restored, not the
+// longer stale one.
+func TestH32TailReplicaOverlapStale(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	rolled := h26Read(t, filepath.Join(pdir, segment.FormatName(0, segment.KindLog)))
+	active := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	epoch := int32(binary.BigEndian.Uint32(active[12:]))
+	// Broker 7 (stale, epoch e): offsets 0..3 in its segment 0.
+	stale := append(append(append([]byte(nil), rolled...), active...), h32Renumber(active, 0, 3, epoch)...)
+	// Broker 0 (new leader, epoch e+1): offset 2 in its segment 2.
+	fresh := h32Renumber(active, 0, 2, epoch+1)
+	t0 := time.Now().UTC()
+	h26Pack(t, b, layout, p0.Cluster, 7, 1, t0.Add(time.Minute), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 0, Data: stale, From: 0, To: int64(len(stale))})
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, t0, 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 2, Data: fresh, From: 0, To: int64(len(fresh))})
+	plan, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1, Partitions: []int32{28}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp == nil || pp.Tail == nil || pp.Tail.Broker != 0 || pp.LastOffset != 2 || len(pp.Segments) != 2 {
+		t.Fatalf("plan %+v tail %+v (want broker 0's epoch %d log, ending at 2)", pp, pp.Tail, epoch+1)
 	}
 }

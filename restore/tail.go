@@ -624,6 +624,27 @@ func spliceOverlap(pp *PartitionPlan, cs []tailCapture, topicID string, n int64)
 		return n
 	}
 	last := best.caps[len(best.caps)-1]
+	// Only a log at least as new as what continues the archive: the
+	// highest leader epoch of the archived segments and of the captures
+	// from n on. A lower epoch is a replica that diverged (an unclean
+	// election truncated it elsewhere); at the same epoch the logs are
+	// prefixes of one leader's, and the longer one wins.
+	ref, refEnd := int32(-1), n
+	for _, s := range pp.Segments {
+		if s.Manifest.Summary != nil {
+			for _, e := range s.Manifest.Summary.LeaderEpochs {
+				ref = max(ref, e.Epoch)
+			}
+		}
+	}
+	for _, c := range cs {
+		if c.TopicID == topicID && c.SegmentBase >= n && c.To > c.From {
+			ref, refEnd = max(ref, c.LastEpoch), max(refEnd, c.LastOffset+1)
+		}
+	}
+	if last.LastEpoch < ref || last.LastEpoch == ref && bestEnd <= refEnd {
+		return n
+	}
 	i := sort.Search(len(pp.Segments), func(i int) bool { return pp.Segments[i].Manifest.BaseOffset >= best.base })
 	if i > 0 && pp.Segments[i-1].Manifest.NextSegmentBase > best.base {
 		pp.Gaps = append(pp.Gaps, Gap{From: n, To: bestEnd, Reason: fmt.Sprintf(
