@@ -185,3 +185,55 @@ func TestH32TailReplicaOverlapStale(t *testing.T) {
 		t.Fatalf("plan %+v tail %+v (want broker 0's epoch %d log, ending at 2)", pp, pp.Tail, epoch+1)
 	}
 }
+
+// TestH32TailToTime: --to-time inside the captured active segment keeps
+// exactly the batches up to that time (a prefix, as Kafka's recovery of a
+// cut log), and the restored segment is that prefix of the broker's bytes.
+func TestH32TailToTime(t *testing.T) {
+	ctx := context.Background()
+	root, b, _, data := h26HostileArchive(t)
+	_ = root
+	r := segment.NewReader(bytes.NewReader(data), int64(len(data)), "t", segment.ReaderOptions{BaseOffset: 0})
+	type bt struct {
+		end, last, ts int64
+	}
+	var bs []bt
+	for r.Next() {
+		x := r.Batch()
+		bs = append(bs, bt{x.Pos + x.Size(), x.LastOffset(), x.MaxTimestamp})
+	}
+	// A time strictly inside: the first batch whose max timestamp grows
+	// past the first batch's, minus one ms.
+	cut := -1
+	for i := 1; i < len(bs); i++ {
+		if bs[i].ts > bs[0].ts && i > 3 {
+			cut = i
+			break
+		}
+	}
+	if cut < 0 {
+		t.Skip("fixture timestamps do not grow")
+	}
+	toTime := bs[cut].ts - 1
+	want := 0
+	for i := range bs { // the prefix Kafka keeps: up to the first batch past the time
+		if bs[i].ts > toTime {
+			break
+		}
+		want = i
+	}
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "restored")
+	rep, err := restore.Run(ctx, src, plan, restore.Options{Targets: []string{target}, ToOffset: -1, ToTime: toTime, NodeID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h26Read(t, filepath.Join(target, "configs-0", segment.FormatName(0, segment.KindLog)))
+	if !bytes.Equal(got, data[:bs[want].end]) || rep.Cut["configs-0"] != bs[want].last {
+		t.Fatalf("--to-time %d: restored %d bytes, cut %v; want %d bytes up to offset %d", toTime, len(got), rep.Cut, bs[want].end, bs[want].last)
+	}
+}
