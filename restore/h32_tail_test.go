@@ -237,3 +237,43 @@ func TestH32TailToTime(t *testing.T) {
 		t.Fatalf("--to-time %d: restored %d bytes, cut %v; want %d bytes up to offset %d", toTime, len(got), rep.Cut, bs[want].end, bs[want].last)
 	}
 }
+
+// TestH32TailReplicaLagging: two replicas' captures both continue the
+// archive in the same leader epoch; the follower captured later but lags
+// (out of sync), the leader's captures reach further. Restore takes the
+// log that reaches furthest in the newest epoch, not the capture read
+// last: that would drop records the archive holds.
+func TestH32TailReplicaLagging(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	active := h26Read(t, filepath.Join(pdir, segment.FormatName(2, segment.KindLog)))
+	epoch := int32(binary.BigEndian.Uint32(active[12:]))
+	leader := append(append([]byte(nil), active...), h32Renumber(active, 0, 3, epoch)...)
+	t0 := time.Now().UTC()
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, t0, 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 2, Data: leader, From: 0, To: int64(len(leader))})
+	h26Pack(t, b, layout, p0.Cluster, 7, 1, t0.Add(time.Minute), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 2, Data: active, From: 0, To: int64(len(active))})
+	target := filepath.Join(t.TempDir(), "restored")
+	plan, _, err := h26Restore(t, b, restore.Selection{Broker: -1, Partitions: []int32{28}}, target, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp == nil || pp.Tail == nil || pp.Tail.Broker != 0 || pp.LastOffset != 3 {
+		t.Fatalf("plan last offset %d, tail %+v (want broker 0's captures, to offset 3)", pp.LastOffset, pp.Tail)
+	}
+	got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(2, segment.KindLog)))
+	if !bytes.Equal(got, leader) {
+		t.Fatalf("restored active segment %d bytes, the leader held %d", len(got), len(leader))
+	}
+}

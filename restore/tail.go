@@ -417,17 +417,35 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	}
 	// Broker: the selected one (admits filtered), else one whose captures
 	// continue the archived segments (a segment at their end: replicas
-	// roll at different offsets), the one with the newest capture among
-	// them (the freshest view of the partition).
+	// roll at different offsets); among them the one whose newest capture
+	// is in the highest leader epoch, then reaches the highest offset (in
+	// one epoch replicas hold prefixes of the leader's log: a lagging
+	// follower captured last must not win), then the newest.
 	contiguous := map[int32]bool{}
+	heads := map[int32]tailCapture{}
 	for _, c := range usable {
 		contiguous[c.broker] = contiguous[c.broker] || c.SegmentBase == n
+		if h, ok := heads[c.broker]; !ok || newer(c, h) {
+			heads[c.broker] = c
+		}
+	}
+	better := func(a, b tailCapture) bool {
+		switch {
+		case contiguous[a.broker] != contiguous[b.broker]:
+			return contiguous[a.broker]
+		case a.LastEpoch != b.LastEpoch:
+			return a.LastEpoch > b.LastEpoch
+		case a.LastOffset != b.LastOffset:
+			return a.LastOffset > b.LastOffset
+		case newer(a, b) != newer(b, a):
+			return newer(a, b)
+		}
+		return a.broker < b.broker
 	}
 	newest = tailCapture{broker: -1}
-	for _, c := range usable {
-		if newest.broker < 0 || contiguous[c.broker] && !contiguous[newest.broker] ||
-			contiguous[c.broker] == contiguous[newest.broker] && newer(c, newest) {
-			newest = c
+	for _, h := range heads {
+		if newest.broker < 0 || better(h, newest) {
+			newest = h
 		}
 	}
 	tp.Broker = newest.broker
