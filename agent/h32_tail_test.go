@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,49 @@ func TestH32TailOffRPO(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.state, tailStateFile)); err == nil {
 		t.Fatal("tail capture off: tail state written")
+	}
+}
+
+// TestH32TailSeqAfterStateRollback: the state dir comes back older than
+// the bucket (a VM or disk snapshot restored, a copied state dir): the next
+// capture's seq must still be above every seq of the broker in the bucket,
+// as restore orders one broker's captures by seq (a reused, lower seq makes
+// the new captures look older than the ones they supersede).
+func TestH32TailSeqAfterStateRollback(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	e.w.batches(5)
+	e.tl.round(context.Background())
+	old, err := os.ReadFile(filepath.Join(e.state, tailStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		e.w.batches(3)
+		e.tl.round(context.Background())
+	}
+	e.a.Close()
+	if err := os.WriteFile(filepath.Join(e.state, tailStateFile), old, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	e.w.batches(3)
+	e.tl.round(context.Background())
+	seqs := map[string]int{}
+	if err := e.bucket.List(context.Background(), "", func(oi uploader.ObjectInfo) error {
+		if strings.Contains(oi.Key, "/tails/") && strings.HasSuffix(oi.Key, ".json") {
+			name := oi.Key[strings.LastIndex(oi.Key, "/")+1:]
+			seqs[name[:20]]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 5 {
+		t.Fatalf("5 captures, seqs %v", seqs)
+	}
+	for s, n := range seqs {
+		if n > 1 {
+			t.Fatalf("seq %s used by %d tail manifests", s, n)
+		}
 	}
 }

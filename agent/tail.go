@@ -197,11 +197,18 @@ func (t *tailer) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if t.st.NextSeq < 1 {
-		seq, err := t.highestSeq(ctx)
-		if err != nil {
-			t.fail("resolve", err)
-			return err
+	// The seq continues above the bucket's, even when the state says less
+	// (a state dir older than the bucket: a restored disk or VM snapshot),
+	// as restore orders one broker's captures by seq. One listing of the
+	// broker's tails per start.
+	seq, err := t.highestSeq(ctx)
+	if err != nil {
+		t.fail("resolve", err)
+		return err
+	}
+	if t.st.NextSeq <= seq {
+		if t.st.NextSeq >= 1 {
+			t.a.log.Warn("tail-capture state is older than the bucket: its capture seq continues after the bucket's", "state_next_seq", t.st.NextSeq, "bucket_seq", seq)
 		}
 		t.st.NextSeq = seq + 1
 		if err := t.st.save(t.a.cfg.StateDir); err != nil {
