@@ -32,6 +32,7 @@ func TestH32TailPackMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), m.PackKey) {
 		t.Fatalf("restore with a pack missing: %v (want an error naming %s)", err, m.PackKey)
 	}
+	t.Logf("error: %v", err)
 	if _, serr := os.Stat(filepath.Join(target, "configs-0")); serr == nil {
 		t.Fatalf("partition dir left in place after the failure")
 	}
