@@ -278,3 +278,42 @@ func TestH32TailReplicaLagging(t *testing.T) {
 		t.Fatalf("restored active segment %d bytes, the leader held %d", len(got), len(leader))
 	}
 }
+
+// TestH32TailTruncatedAcrossRoll: the broker truncated below its active
+// segment's base (a follower that diverged across a roll: Kafka deletes the
+// later segments and truncates the one holding the target offset, which
+// becomes the active segment again) and rewrote it in a new leader epoch.
+// The archive holds the old rolled content of that segment; the captures of
+// the rewritten one (lower base than the archived end, newer epoch, not
+// longer) must be restored, not the superseded old content.
+func TestH32TailTruncatedAcrossRoll(t *testing.T) {
+	ctx := context.Background()
+	dir := h26CopyDir(t, filepath.Join(h26Fixtures, "DonaldY__kafka-2.7.1/kafka-logs"))
+	_, b := h26Archive(t, dir)
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	layout := archive.NewLayout("")
+	p0, err := restore.MakePlan(ctx, src, layout, restore.Selection{Broker: -1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp0 := h26Part(p0, "__consumer_offsets", 28)
+	pdir := filepath.Join(dir, "__consumer_offsets-28")
+	rolled := h26Read(t, filepath.Join(pdir, segment.FormatName(0, segment.KindLog)))
+	epoch := int32(binary.BigEndian.Uint32(rolled[12:]))
+	rewritten := h32Renumber(rolled, 0, 0, epoch+1)
+	h26Pack(t, b, layout, p0.Cluster, 0, 1, time.Now().UTC(), 4096,
+		h26Cap{Topic: "__consumer_offsets", Partition: 28, TopicID: pp0.TopicID, Base: 0, Data: rewritten, From: 0, To: int64(len(rewritten))})
+	target := filepath.Join(t.TempDir(), "restored")
+	plan, _, err := h26Restore(t, b, restore.Selection{Broker: -1, Partitions: []int32{28}}, target, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := h26Part(plan, "__consumer_offsets", 28)
+	if pp == nil || len(pp.Segments) != 1 || !pp.Segments[0].IsTail() {
+		t.Fatalf("plan %+v tail %+v: want the rewritten segment from its captures", pp, pp.Tail)
+	}
+	got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(0, segment.KindLog)))
+	if !bytes.Equal(got, rewritten) {
+		t.Fatal("restored segment 0 is not the broker's rewritten content")
+	}
+}

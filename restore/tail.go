@@ -626,27 +626,14 @@ func spliceOverlap(pp *PartitionPlan, cs []tailCapture, topicID string, n int64)
 			groups[bk{c.broker, c.SegmentBase}] = append(groups[bk{c.broker, c.SegmentBase}], c)
 		}
 	}
-	var best tailChain
-	bestEnd := n
-	for k, g := range groups {
-		ch := chainFor(k.base, append([]tailCapture(nil), g...))
-		if len(ch.caps) == 0 {
-			continue
-		}
-		last := ch.caps[len(ch.caps)-1]
-		if end := last.LastOffset + 1; end > bestEnd || end == bestEnd && len(best.caps) > 0 && newer(last, best.caps[len(best.caps)-1]) {
-			best, bestEnd = ch, end
-		}
-	}
-	if len(best.caps) == 0 {
-		return n
-	}
-	last := best.caps[len(best.caps)-1]
-	// Only a log at least as new as what continues the archive: the
-	// highest leader epoch of the archived segments and of the captures
-	// from n on. A lower epoch is a replica that diverged (an unclean
-	// election truncated it elsewhere); at the same epoch the logs are
-	// prefixes of one leader's, and the longer one wins.
+	// Only a log at least as new as what continues the archive: ref is
+	// the highest leader epoch of the archived segments and of the
+	// captures from n on. A lower epoch is a replica that diverged (an
+	// unclean election truncated it elsewhere); at the same epoch the logs
+	// are prefixes of one leader's, and the longer one wins; a higher
+	// epoch is the newer leader's log, even when shorter (a truncation
+	// across a roll: the broker deleted its later segments and rewrote
+	// the one it kept, which became its active segment again).
 	ref, refEnd := int32(-1), n
 	for _, s := range pp.Segments {
 		if s.Manifest.Summary != nil {
@@ -660,11 +647,35 @@ func spliceOverlap(pp *PartitionPlan, cs []tailCapture, topicID string, n int64)
 			ref, refEnd = max(ref, c.LastEpoch), max(refEnd, c.LastOffset+1)
 		}
 	}
-	if last.LastEpoch < ref || last.LastEpoch == ref && bestEnd <= refEnd {
+	var best tailChain
+	var bestEnd int64
+	for k, g := range groups {
+		ch := chainFor(k.base, append([]tailCapture(nil), g...))
+		if len(ch.caps) == 0 {
+			continue
+		}
+		last := ch.caps[len(ch.caps)-1]
+		end := last.LastOffset + 1
+		if last.LastEpoch < ref || last.LastEpoch == ref && end <= refEnd || ref < 0 && end <= n {
+			continue
+		}
+		if len(best.caps) > 0 {
+			b := best.caps[len(best.caps)-1]
+			if last.LastEpoch != b.LastEpoch && last.LastEpoch < b.LastEpoch || last.LastEpoch == b.LastEpoch && (end < bestEnd || end == bestEnd && !newer(last, b)) {
+				continue
+			}
+		}
+		best, bestEnd = ch, end
+	}
+	if len(best.caps) == 0 {
 		return n
 	}
+	last := best.caps[len(best.caps)-1]
 	i := sort.Search(len(pp.Segments), func(i int) bool { return pp.Segments[i].Manifest.BaseOffset >= best.base })
 	if i > 0 && pp.Segments[i-1].Manifest.NextSegmentBase > best.base {
+		if bestEnd <= n {
+			return n // a newer, shorter log inside an archived segment: restore --broker of that replica
+		}
 		pp.Gaps = append(pp.Gaps, Gap{From: n, To: bestEnd, Reason: fmt.Sprintf(
 			"captured only by broker %d (%s), in its active segment starting at offset %d, inside an archived segment of another replica: restore with --broker %d for them",
 			last.broker, last.key, best.base, last.broker)})
