@@ -115,3 +115,44 @@ func TestH32TailSeqAfterStateRollback(t *testing.T) {
 		}
 	}
 }
+
+// TestH32TailRPOUploadsFail: captures that keep failing (pack and manifest
+// PUTs refused) leave the gauge growing from the first uncaptured append.
+func TestH32TailRPOUploadsFail(t *testing.T) {
+	e := h25Setup(t, h25StatusLog)
+	f := &h25Faulty{Archive: NewArchive(e.bucket, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{})}
+	e.a.Close()
+	e.a = h25NewAgentOn(t, e.logs, e.state, f, nil)
+	e.tl = newTailer(e.a)
+	rpo := func() float64 { return h25Counter(e.a.metrics.RPOSeconds) }
+	e.w.batches(3)
+	e.tl.round(context.Background())
+	if r := rpo(); r != 0 {
+		t.Fatalf("captured: rpo %v", r)
+	}
+	f.failPack.Store(100)
+	e.w.batches(3)
+	e.tl.observe(time.Now())
+	for i := 0; i < 3; i++ {
+		time.Sleep(150 * time.Millisecond)
+		e.tl.round(context.Background())
+		e.tl.observe(time.Now())
+	}
+	if r := rpo(); r < 0.4 {
+		t.Fatalf("pack PUTs failing for 0.45s: rpo %v", r)
+	}
+	f.failPack.Store(0)
+	f.failManifestBefore.Store(100)
+	e.tl.round(context.Background())
+	time.Sleep(150 * time.Millisecond)
+	e.tl.round(context.Background())
+	if r := rpo(); r < 0.5 {
+		t.Fatalf("manifest PUTs failing: rpo %v", r)
+	}
+	f.failManifestBefore.Store(0)
+	e.tl.round(context.Background()) // settles the pending one, then captures
+	e.tl.round(context.Background())
+	if r := rpo(); r != 0 {
+		t.Fatalf("bucket back, all captured: rpo %v", r)
+	}
+}
