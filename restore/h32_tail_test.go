@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/segment"
+	"github.com/segvault/segvault/uploader"
 )
 
 // TestH32TailPackMissing: a tail manifest whose pack object is gone fails
@@ -315,5 +317,46 @@ func TestH32TailTruncatedAcrossRoll(t *testing.T) {
 	got := h26Read(t, filepath.Join(target, "__consumer_offsets-28", segment.FormatName(0, segment.KindLog)))
 	if !bytes.Equal(got, rewritten) {
 		t.Fatal("restored segment 0 is not the broker's rewritten content")
+	}
+}
+
+// TestH32TailEpochsWithoutCheckpoint: captures that carried no
+// leader-epoch-checkpoint (the broker had not written it yet) span two
+// leader epochs; the restored checkpoint must name both, each from where its
+// batches start, not the last epoch from the segment's first offset.
+func TestH32TailEpochsWithoutCheckpoint(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "archive")
+	b, err := uploader.NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := h26Read(t, filepath.Join(h26Fixtures, "mscaldas2012__kafka-connect-spooldir/kafka-data/docker-connect-configs-0/00000000000000000000.log"))
+	bounds := h26Bounds(t, data, 0)
+	mid := bounds[len(bounds)/2]
+	r := segment.NewReader(bytes.NewReader(data), int64(len(data)), "e", segment.ReaderOptions{BaseOffset: 0})
+	var second int64 = -1
+	for r.Next() {
+		x := r.Batch()
+		ep := int32(0)
+		if x.Pos >= mid {
+			ep = 3
+			if second < 0 {
+				second = x.BaseOffset
+			}
+		}
+		data = h32Renumber(data, int(x.Pos), x.BaseOffset, ep)
+	}
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	layout := archive.NewLayout("")
+	h26Pack(t, b, layout, "c1", 1, 1, t0, 4096, h26Cap{Topic: "configs", TopicID: h26Topic, Data: data, From: 0, To: mid})
+	h26Pack(t, b, layout, "c1", 1, 2, t0.Add(time.Minute), 4096, h26Cap{Topic: "configs", TopicID: h26Topic, Data: data, From: mid, To: int64(len(data))})
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, _, err := h26Restore(t, b, restore.Selection{Broker: -1}, target, -1); err != nil {
+		t.Fatal(err)
+	}
+	got := string(h26Read(t, filepath.Join(target, "configs-0", "leader-epoch-checkpoint")))
+	want := fmt.Sprintf("0\n2\n0 0\n3 %d\n", second)
+	if got != want {
+		t.Fatalf("leader-epoch-checkpoint %q, want %q", got, want)
 	}
 }

@@ -579,7 +579,15 @@ func tailSegment(cluster string, pp *PartitionPlan, topicID string, ch tailChain
 		}
 	}
 	if len(sum.LeaderEpochs) == 0 {
-		sum.LeaderEpochs = []segment.EpochStart{{Epoch: last.LastEpoch, StartOffset: first.FirstOffset}}
+		// No checkpoint captured: each capture's last epoch from its
+		// first offset (exact where epochs change between captures;
+		// otherwise an epoch starts at most one capture early), never
+		// the last epoch over the whole segment.
+		for _, c := range ch.caps {
+			if n := len(sum.LeaderEpochs); c.LastEpoch >= 0 && (n == 0 || c.LastEpoch > sum.LeaderEpochs[n-1].Epoch) {
+				sum.LeaderEpochs = append(sum.LeaderEpochs, segment.EpochStart{Epoch: c.LastEpoch, StartOffset: c.FirstOffset})
+			}
+		}
 	}
 	name := segment.FormatName(ch.base, segment.KindLog)
 	m := &archive.SegmentManifest{Format: archive.SegmentManifestFormat, Version: archive.ManifestVersionV2, ClusterID: cluster,
