@@ -63,6 +63,8 @@ type tailer struct {
 	// captured). Dropped once local state records the segment.
 	rolled map[string]time.Time
 	warned map[string]int64 // invalid batch reported once per track and position
+	// observeOnly: tail capture is off; nothing is read (watch).
+	observeOnly bool
 }
 
 // tailRuntime is what the loop knows about a track between rounds.
@@ -80,12 +82,18 @@ type tailRuntime struct {
 // DrainTimeout, as uploads in flight) and saves its state.
 func (a *Agent) startTail(ctx context.Context) (stop func()) {
 	cfg := a.snap()
-	if !cfg.tailOn() {
-		a.log.Info("tail capture off: only rolled segments are archived (the recovery point is the last roll)")
-		return func() {}
-	}
 	if a.cfg.IncludeActive || ctx.Err() != nil {
 		return func() {} // a stopped broker (active segments archived whole), or stopped already
+	}
+	if !cfg.tailOn() {
+		a.log.Info("tail capture off: only rolled segments are archived (the recovery point is the last roll)")
+		t := newTailer(a)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t.watch(ctx)
+		}()
+		return func() { <-done }
 	}
 	t := newTailer(a)
 	work := a.workCtx
@@ -124,6 +132,29 @@ func (t *tailer) run(ctx, work context.Context) {
 		if now.Sub(t.lastRound) >= cfg.tailInterval() ||
 			((acc >= cfg.tailMaxBytes() || t.backlog) && now.Sub(t.lastRound) >= gap) {
 			t.round(work)
+		}
+	}
+}
+
+// watch is the loop with tail capture off: it never reads, uploads or
+// saves anything; it stats the active segments (as run does between
+// rounds) so that segvault_agent_rpo_seconds still tells the age of the
+// oldest appended byte only a roll will archive.
+func (t *tailer) watch(ctx context.Context) {
+	t.observeOnly, t.init = true, true
+	t.st = &tailState{Version: tailStateVersion, Tracks: map[string]*tailTrack{}} // in memory only
+	cfg := t.a.snap()
+	tick := time.NewTicker(min(tailMinGap, max(cfg.tailInterval()/4, 250*time.Millisecond)))
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		t.scan(now)
+		t.observe(now)
+		t.lastRound = now
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
@@ -175,11 +206,18 @@ func (t *tailer) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if t.st.NextSeq < 1 {
-		seq, err := t.highestSeq(ctx)
-		if err != nil {
-			t.fail("resolve", err)
-			return err
+	// The seq continues above the bucket's, even when the state says less
+	// (a state dir older than the bucket: a restored disk or VM snapshot),
+	// as restore orders one broker's captures by seq. One listing of the
+	// broker's tails per start.
+	seq, err := t.highestSeq(ctx)
+	if err != nil {
+		t.fail("resolve", err)
+		return err
+	}
+	if t.st.NextSeq <= seq {
+		if t.st.NextSeq >= 1 {
+			t.a.log.Warn("tail-capture state is older than the bucket: its capture seq continues after the bucket's", "state_next_seq", t.st.NextSeq, "bucket_seq", seq)
 		}
 		t.st.NextSeq = seq + 1
 		if err := t.st.save(false); err != nil { // lost: taken from the bucket again
@@ -799,6 +837,16 @@ func (t *tailer) observe(now time.Time) int64 {
 			continue
 		}
 		rt := t.rt[k]
+		if t.observeOnly && rt != nil {
+			// Nothing is ever captured: every byte of the active
+			// segment waits for its roll, since it was first seen.
+			if fi.Size() == 0 {
+				rt.pendingSince = time.Time{}
+			} else if rt.pendingSince.IsZero() {
+				rt.pendingSince = prev
+			}
+			continue
+		}
 		// Growth since the last read (a preallocated file does not grow:
 		// its captures come every interval).
 		switch {
@@ -827,6 +875,12 @@ func (t *tailer) updateRPO(now time.Time) {
 		if !ts.IsZero() && (oldest.IsZero() || ts.Before(oldest)) {
 			oldest = ts
 		}
+	}
+	if !t.init {
+		// No round got past its setup (bucket unreachable since the
+		// start, a pending capture not settled): nothing was captured
+		// since the agent started, whatever the partitions hold.
+		note(t.start)
 	}
 	for _, rt := range t.rt {
 		note(rt.pendingSince)

@@ -395,6 +395,9 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	if len(pp.Segments) > 0 {
 		n = pp.Segments[len(pp.Segments)-1].Manifest.NextSegmentBase
 	}
+	if n >= 0 {
+		n = spliceOverlap(pp, cs, topicID, n)
+	}
 	var usable []tailCapture
 	for _, c := range cs {
 		switch {
@@ -414,17 +417,35 @@ func addTailPartition(pp *PartitionPlan, cs []tailCapture, cluster string, sel S
 	}
 	// Broker: the selected one (admits filtered), else one whose captures
 	// continue the archived segments (a segment at their end: replicas
-	// roll at different offsets), the one with the newest capture among
-	// them (the freshest view of the partition).
+	// roll at different offsets); among them the one whose newest capture
+	// is in the highest leader epoch, then reaches the highest offset (in
+	// one epoch replicas hold prefixes of the leader's log: a lagging
+	// follower captured last must not win), then the newest.
 	contiguous := map[int32]bool{}
+	heads := map[int32]tailCapture{}
 	for _, c := range usable {
 		contiguous[c.broker] = contiguous[c.broker] || c.SegmentBase == n
+		if h, ok := heads[c.broker]; !ok || newer(c, h) {
+			heads[c.broker] = c
+		}
+	}
+	better := func(a, b tailCapture) bool {
+		switch {
+		case contiguous[a.broker] != contiguous[b.broker]:
+			return contiguous[a.broker]
+		case a.LastEpoch != b.LastEpoch:
+			return a.LastEpoch > b.LastEpoch
+		case a.LastOffset != b.LastOffset:
+			return a.LastOffset > b.LastOffset
+		case newer(a, b) != newer(b, a):
+			return newer(a, b)
+		}
+		return a.broker < b.broker
 	}
 	newest = tailCapture{broker: -1}
-	for _, c := range usable {
-		if newest.broker < 0 || contiguous[c.broker] && !contiguous[newest.broker] ||
-			contiguous[c.broker] == contiguous[newest.broker] && newer(c, newest) {
-			newest = c
+	for _, h := range heads {
+		if newest.broker < 0 || better(h, newest) {
+			newest = h
 		}
 	}
 	tp.Broker = newest.broker
@@ -558,7 +579,15 @@ func tailSegment(cluster string, pp *PartitionPlan, topicID string, ch tailChain
 		}
 	}
 	if len(sum.LeaderEpochs) == 0 {
-		sum.LeaderEpochs = []segment.EpochStart{{Epoch: last.LastEpoch, StartOffset: first.FirstOffset}}
+		// No checkpoint captured: each capture's last epoch from its
+		// first offset (exact where epochs change between captures;
+		// otherwise an epoch starts at most one capture early), never
+		// the last epoch over the whole segment.
+		for _, c := range ch.caps {
+			if n := len(sum.LeaderEpochs); c.LastEpoch >= 0 && (n == 0 || c.LastEpoch > sum.LeaderEpochs[n-1].Epoch) {
+				sum.LeaderEpochs = append(sum.LeaderEpochs, segment.EpochStart{Epoch: c.LastEpoch, StartOffset: c.FirstOffset})
+			}
+		}
 	}
 	name := segment.FormatName(ch.base, segment.KindLog)
 	m := &archive.SegmentManifest{Format: archive.SegmentManifestFormat, Version: archive.ManifestVersionV2, ClusterID: cluster,
@@ -582,4 +611,112 @@ func newestArchived(pp *PartitionPlan) time.Time {
 		}
 	}
 	return t
+}
+
+// spliceOverlap handles a replica whose captured active segment starts
+// below the end n of the archived segments and reaches past it (replicas
+// roll at different offsets: the archived segments may come from a replica
+// that stopped, the captures from the one that kept the partition). Such
+// captures are not superseded: they hold offsets the archive lacks. The
+// archived segments from the captured segment's base on are dropped so the
+// captured segment follows the archived ones; when its base falls inside
+// an archived segment the offsets past n are reported as a gap (restore
+// --broker of that replica brings them back). It returns the new end of
+// the archived segments.
+func spliceOverlap(pp *PartitionPlan, cs []tailCapture, topicID string, n int64) int64 {
+	type bk struct {
+		broker int32
+		base   int64
+	}
+	groups := map[bk][]tailCapture{}
+	for _, c := range cs {
+		if c.TopicID == topicID && c.SegmentBase < n {
+			groups[bk{c.broker, c.SegmentBase}] = append(groups[bk{c.broker, c.SegmentBase}], c)
+		}
+	}
+	// Only a log at least as new as what continues the archive: ref is
+	// the highest leader epoch of the archived segments and of the
+	// captures from n on. A lower epoch is a replica that diverged (an
+	// unclean election truncated it elsewhere); at the same epoch the logs
+	// are prefixes of one leader's, and the longer one wins; a higher
+	// epoch is the newer leader's log, even when shorter (a truncation
+	// across a roll: the broker deleted its later segments and rewrote
+	// the one it kept, which became its active segment again).
+	ref, refEnd := int32(-1), n
+	for _, s := range pp.Segments {
+		if s.Manifest.Summary != nil {
+			for _, e := range s.Manifest.Summary.LeaderEpochs {
+				ref = max(ref, e.Epoch)
+			}
+		}
+	}
+	for _, c := range cs {
+		if c.TopicID == topicID && c.SegmentBase >= n && c.To > c.From {
+			ref, refEnd = max(ref, c.LastEpoch), max(refEnd, c.LastOffset+1)
+		}
+	}
+	var best tailChain
+	var bestEnd int64
+	for k, g := range groups {
+		ch := chainFor(k.base, append([]tailCapture(nil), g...))
+		if len(ch.caps) == 0 {
+			continue
+		}
+		last := ch.caps[len(ch.caps)-1]
+		end := last.LastOffset + 1
+		if last.LastEpoch < ref || last.LastEpoch == ref && end <= refEnd || ref < 0 && end <= n {
+			continue
+		}
+		if len(best.caps) > 0 {
+			b := best.caps[len(best.caps)-1]
+			if last.LastEpoch != b.LastEpoch && last.LastEpoch < b.LastEpoch || last.LastEpoch == b.LastEpoch && (end < bestEnd || end == bestEnd && !newer(last, b)) {
+				continue
+			}
+		}
+		best, bestEnd = ch, end
+	}
+	if len(best.caps) == 0 {
+		return n
+	}
+	last := best.caps[len(best.caps)-1]
+	i := sort.Search(len(pp.Segments), func(i int) bool { return pp.Segments[i].Manifest.BaseOffset >= best.base })
+	if i > 0 && pp.Segments[i-1].Manifest.NextSegmentBase > best.base {
+		if bestEnd <= n {
+			return n // a newer, shorter log inside an archived segment: restore --broker of that replica
+		}
+		pp.Gaps = append(pp.Gaps, Gap{From: n, To: bestEnd, Reason: fmt.Sprintf(
+			"captured only by broker %d (%s), in its active segment starting at offset %d, inside an archived segment of another replica: restore with --broker %d for them",
+			last.broker, last.key, best.base, last.broker)})
+		return n
+	}
+	for _, s := range pp.Segments[i:] {
+		for _, f := range s.Manifest.Files {
+			pp.Bytes -= f.Size
+		}
+	}
+	pp.Segments = pp.Segments[:i]
+	gaps := pp.Gaps[:0]
+	for _, g := range pp.Gaps {
+		if g.From < best.base {
+			g.To = min(g.To, best.base)
+			gaps = append(gaps, g)
+		}
+	}
+	pp.Gaps = gaps
+	pp.FirstOffset, pp.LastOffset, pp.Brokers = -1, -1, nil
+	for j, s := range pp.Segments {
+		if j == 0 {
+			pp.FirstOffset = s.Manifest.BaseOffset
+		}
+		if s.Manifest.Summary.LastOffset >= 0 {
+			pp.LastOffset = s.Manifest.Summary.LastOffset
+		}
+	}
+	for _, s := range append(append([]Segment(nil), pp.Segments...), pp.Snapshots...) {
+		if !containsBroker(pp.Brokers, s.Manifest.BrokerID) {
+			pp.Brokers = append(pp.Brokers, s.Manifest.BrokerID)
+		}
+	}
+	sort.Slice(pp.Brokers, func(i, j int) bool { return pp.Brokers[i] < pp.Brokers[j] })
+	return best.base
 }
