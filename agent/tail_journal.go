@@ -211,13 +211,21 @@ func (st *tailState) apply(rec *tailRecord) error {
 // change a clone).
 func (st *tailState) setTrack(k string, tr *tailTrack) {
 	st.Tracks[k] = tr
-	st.jr.dirty[k] = true
+	st.markDirty(k)
+}
+
+// markDirty notes k for the next journal record; an in-memory state (tail
+// capture off: tracks are only observed) has no journal.
+func (st *tailState) markDirty(k string) {
+	if st.jr != nil {
+		st.jr.dirty[k] = true
+	}
 }
 
 // dropTrack forgets the track of k.
 func (st *tailState) dropTrack(k string) {
 	delete(st.Tracks, k)
-	st.jr.dirty[k] = true
+	st.markDirty(k)
 }
 
 // begin records p as the pending capture.
@@ -232,7 +240,10 @@ func (st *tailState) adopt() {
 	for k, tr := range p.Tracks {
 		st.setTrack(k, tr)
 	}
-	st.jr.adopted, st.Pending = p, nil
+	if st.jr != nil {
+		st.jr.adopted = p
+	}
+	st.Pending = nil
 }
 
 // abandon drops the pending capture (it never commits).
