@@ -63,9 +63,11 @@ func agentCommand() *cli.Command {
 	flags := agentFlags()
 	return &cli.Command{
 		Name:  "agent",
-		Usage: "archive rolled segments from a broker's log dirs (daemon, or --once)",
+		Usage: "archive rolled segments and capture active segments' new batches from a broker's log dirs (daemon, or --once)",
 		Description: `Watches the log dirs and uploads every segment once Kafka has rolled it (a later segment
-exists and its files have settled). The active segment is never read for upload. Each segment
+exists and its files have settled). The daemon also captures the complete, validated batches
+appended to every active segment every --tail-interval (tail capture, on by default; --once
+does not capture, and --include-active archives a stopped broker's active segments). Each segment
 is validated first (a corrupt one is reported with its file and byte position and not
 uploaded), then its files and finally its manifest are created in the bucket; existing objects
 are never overwritten, so running it again uploads nothing new.

@@ -45,7 +45,7 @@ A deletion is first written as a deletion mark (<prefix>v2/<cluster>/deletion-ma
 the manifest is deleted, then, once the mark is older than --delete-delay, the data and the
 mark. A prune that stops half way is finished by the next one; a second prune deletes
 nothing. Objects under object lock are not attempted: the report says when they become
-deletable. Run it with its own credentials (docs/OPERATIONS.md, "Prune").
+deletable. Run it with its own credentials (docs/OPERATIONS.md, "Prune and info").
 
 Exit status: 0 done (locked objects and marks waiting for the delay included), 1 a deletion
 failed or an object did not decode (it is kept), 2 usage, 130 interrupted.

@@ -42,7 +42,8 @@ Prints one line per file (STATUS KIND BYTES BATCHES RECORDS PATH), then the prob
 naming the file and byte position, then a summary; --json prints the same as a JSON array.
 
 With --scrub it reads the archive instead: every manifest (segment, KRaft snapshot, log-dir
-capture, gap marker) is read and decoded, and every object the manifests name (or those of a
+capture, gap marker, tail capture, partition claim, prune deletion mark; format v1 and v2) is
+read and decoded, and every object the manifests name (or those of a
 --sample of the manifests) is downloaded and checked against its manifest's sizes and digests;
 every .log and KRaft snapshot is re-validated. An object that fails is read once more before it
 is reported CORRUPT. Objects a manifest names but the store lacks are MISSING; objects no
