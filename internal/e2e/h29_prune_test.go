@@ -42,6 +42,11 @@ func h29Manifests(t *testing.T, b uploader.Bucket) map[string]*archive.SegmentMa
 		if err != nil {
 			return err
 		}
+		if m.CreatedAt.IsZero() {
+			// v2 manifests carry no wall-clock time: a version reached the
+			// bucket when its manifest did (what prune judges the window by).
+			m.CreatedAt = oi.ModTime
+		}
 		out[oi.Key] = m
 		return nil
 	})
