@@ -20,10 +20,17 @@ import (
 const (
 	// DefaultPartSize is the target size of one uploaded part: consecutive
 	// whole chunks are grouped until a part reaches it.
-	DefaultPartSize = 16 << 20
-	// DefaultPartBuffers is how many part buffers one file uses: one filling
-	// while the others upload.
-	DefaultPartBuffers = 2
+	DefaultPartSize = 8 << 20
+	// DefaultPartBuffers is how many part buffers of its own one file uses;
+	// beside them it borrows from the SharedPartBuffers all writers share,
+	// so one part fills while another uploads.
+	DefaultPartBuffers = 1
+	// SharedPartBuffers is the process-wide pool of part buffers writers
+	// borrow beside their own: the part memory of n concurrent writers is
+	// (n x PartBuffers + SharedPartBuffers) parts. A writer never needs a
+	// shared buffer to make progress (its own comes back when its upload
+	// ends), so borrowing cannot deadlock.
+	SharedPartBuffers = 1
 	// autoLevel is the zstd level of CompressionAuto when Level is 0.
 	autoLevel = 1
 )
@@ -49,10 +56,11 @@ type WriterOptions struct {
 	// PartSize (default DefaultPartSize, at least uploader.MinPartSize) is
 	// the target part size.
 	PartSize int
-	// Workers (default GOMAXPROCS) bounds the chunks being encoded at once.
+	// Workers (default GOMAXPROCS) bounds the chunks being encoded at once;
+	// all writers together also have at most GOMAXPROCS chunks in flight.
 	Workers int
-	// PartBuffers (default DefaultPartBuffers, at least 2) bounds the part
-	// buffers: one filling, the others uploading.
+	// PartBuffers (default DefaultPartBuffers) is the writer's own part
+	// buffers; it borrows more from the SharedPartBuffers pool when free.
 	PartBuffers int
 	// Codec is shared by writers (nil: a package-wide one).
 	Codec *ChunkCodec
@@ -77,7 +85,9 @@ var defaultCodec = NewChunkCodec()
 // in order into parts and the parts uploaded as one streaming upload
 // (uploader.CreateStream) while the file is still being written. A file of
 // one part is one Create; an empty file stores no object. Memory is bounded
-// by Workers x 2 chunks plus PartBuffers parts.
+// process-wide: GOMAXPROCS chunks in flight (raw and encoded) over all
+// writers, plus one filling chunk and PartBuffers parts per writer, plus
+// SharedPartBuffers parts.
 //
 // Write, Close and Abort are called from one goroutine. The object appears
 // at the key only when Close succeeds; a failed Close or an Abort leaves
@@ -107,6 +117,7 @@ type FileWriter struct {
 	partN    int
 	stream   uploader.ObjectStream
 	single   []byte // the only part of a one-part file, for Close's Create
+	curShr   bool   // cur (or single) is a buffer of sharedParts
 	partBufs chan []byte
 	uploads  sync.WaitGroup
 
@@ -147,7 +158,7 @@ func NewFileWriter(ctx context.Context, b uploader.BucketWriter, key string, opt
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
-	if opts.PartBuffers < 2 {
+	if opts.PartBuffers < 1 {
 		opts.PartBuffers = DefaultPartBuffers
 	}
 	codec := opts.Codec
@@ -222,6 +233,14 @@ func (w *FileWriter) submit() error {
 	select {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
+		putBuf(rawBufs, raw)
+		return w.ctxErr()
+	}
+	select {
+	case chunkSlots <- struct{}{}:
+	case <-w.ctx.Done():
+		<-w.slots
+		putBuf(rawBufs, raw)
 		return w.ctxErr()
 	}
 	j := &chunkJob{idx: w.nextI, raw: raw, done: make(chan struct{})}
@@ -229,7 +248,9 @@ func (w *FileWriter) submit() error {
 	select {
 	case w.order <- j:
 	case <-w.ctx.Done():
+		<-chunkSlots
 		<-w.slots
+		putBuf(rawBufs, raw)
 		return w.ctxErr()
 	}
 	if w.comp == "" { // auto: chunk 0 decides, before any other chunk is encoded
@@ -280,9 +301,22 @@ func (w *FileWriter) encode(j *chunkJob, comp string) {
 // WriterOptions.SizeHint a small file takes, or allocates, a buffer of its
 // size only.
 var (
-	rawBufs     = make(chan []byte, 6)
-	storedBufs  = make(chan []byte, 4)
-	partBufPool = make(chan []byte, DefaultPartBuffers)
+	rawBufs     = make(chan []byte, runtime.GOMAXPROCS(0)+2)
+	storedBufs  = make(chan []byte, runtime.GOMAXPROCS(0))
+	partBufPool = make(chan []byte, 2)
+	// sharedParts holds the SharedPartBuffers (nil until first used).
+	sharedParts = func() chan []byte {
+		c := make(chan []byte, SharedPartBuffers)
+		for range SharedPartBuffers {
+			c <- nil
+		}
+		return c
+	}()
+	// chunkSlots bounds the chunks in flight (taken when a chunk is
+	// submitted, given back when the assembler has put it into a part) over
+	// all writers: the raw and encoded chunk memory of the process. A
+	// chunk's slot never waits on another writer, so it cannot deadlock.
+	chunkSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 )
 
 func getBuf(p chan []byte, want int) []byte {
@@ -341,6 +375,7 @@ func (w *FileWriter) assemble() {
 		case <-w.ctx.Done():
 			<-j.done // encoders always finish; their buffers return to the pool
 		}
+		<-chunkSlots
 		<-w.slots
 		if j.err != nil {
 			w.fail(j.err)
@@ -359,16 +394,36 @@ func (w *FileWriter) assemble() {
 			w.flush()
 		}
 		if w.cur == nil {
-			select {
-			case buf := <-w.partBufs:
-				if buf == nil {
-					buf = getBuf(partBufPool, w.bufSize(w.opts.PartSize))
-				}
-				w.cur = buf[:0]
-			case <-w.ctx.Done():
-				w.release(j)
-				continue
+			// A small file (one part) uses its own buffer only; a larger
+			// one borrows a shared buffer when its own is uploading.
+			var shared chan []byte
+			if h := w.opts.SizeHint; h <= 0 || h > int64(w.opts.PartSize) {
+				shared = sharedParts
 			}
+			var buf []byte
+			got, shr := false, false
+			select { // its own first: the shared ones stay for the others
+			case buf = <-w.partBufs:
+				got = true
+			default:
+			}
+			if !got {
+				select {
+				case buf = <-w.partBufs:
+				case buf = <-shared:
+					shr = true
+				case <-w.ctx.Done():
+					w.release(j)
+					continue
+				}
+			}
+			switch {
+			case shr && cap(buf) < w.opts.PartSize:
+				buf = make([]byte, 0, w.opts.PartSize)
+			case buf == nil:
+				buf = getBuf(partBufPool, w.bufSize(w.opts.PartSize))
+			}
+			w.cur, w.curShr = buf[:0], shr
 		}
 		if j.direct {
 			var err error
@@ -386,22 +441,35 @@ func (w *FileWriter) assemble() {
 	if w.failed() == nil && w.ctx.Err() == nil && len(w.cur) > 0 {
 		if w.stream == nil {
 			w.single = w.cur // a one-part file: one Create in Close
+			w.cur = nil
 		} else {
 			w.flush()
 		}
 	}
-	w.cur = nil
+	if w.cur != nil {
+		w.giveBack(w.cur, w.curShr)
+		w.cur = nil
+	}
+}
+
+// giveBack returns a part buffer to where it came from.
+func (w *FileWriter) giveBack(part []byte, shared bool) {
+	if shared {
+		sharedParts <- part[:0]
+	} else {
+		w.partBufs <- part
+	}
 }
 
 // flush uploads the current part (assembler goroutine).
 func (w *FileWriter) flush() {
-	part := w.cur
+	part, shared := w.cur, w.curShr
 	w.cur = nil
 	if w.stream == nil {
 		st, err := uploader.CreateStream(w.ctx, w.b, w.key, uploader.PutOptions{ContentType: w.opts.ContentType, Metadata: w.opts.Metadata})
 		if err != nil {
 			w.fail(fmt.Errorf("write %s: %w", w.key, err))
-			w.partBufs <- part
+			w.giveBack(part, shared)
 			return
 		}
 		w.stream = st
@@ -415,7 +483,7 @@ func (w *FileWriter) flush() {
 		if err := w.stream.WritePart(w.ctx, n, part, crc); err != nil {
 			w.fail(fmt.Errorf("write %s: part %d: %w", w.key, n, err))
 		}
-		w.partBufs <- part
+		w.giveBack(part, shared)
 	}()
 }
 
@@ -444,6 +512,14 @@ func (w *FileWriter) Close() (FileRecord, error) {
 	w.closed = true
 	w.drain()
 	defer w.cancel()
+	defer func() { // a one-part file that failed: its buffer goes back
+		if w.single != nil && w.curShr {
+			sharedParts <- w.single[:0]
+		} else if w.single != nil {
+			putBuf(partBufPool, w.single)
+		}
+		w.single = nil
+	}()
 	if err := w.failed(); err != nil {
 		w.abortStream()
 		return FileRecord{}, err
@@ -466,7 +542,11 @@ func (w *FileWriter) Close() (FileRecord, error) {
 		crc := formatCRC(crc32.Checksum(body, castagnoli))
 		err := w.b.Create(w.ctx, w.key, bytes.NewReader(body), int64(len(body)),
 			uploader.PutOptions{CRC32C: crc, ContentType: w.opts.ContentType, Metadata: w.opts.Metadata})
-		putBuf(partBufPool, body)
+		if w.curShr {
+			sharedParts <- body[:0]
+		} else {
+			putBuf(partBufPool, body)
+		}
 		if err != nil {
 			return FileRecord{}, fmt.Errorf("write %s: %w", w.key, err)
 		}
