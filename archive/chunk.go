@@ -29,6 +29,12 @@ func NewChunkCodec() *ChunkCodec {
 	return &ChunkCodec{pools: make(map[zstd.EncoderLevel]chan *zstd.Encoder)}
 }
 
+// chunkZstdWindow is the window of a chunk's encoder. Its history buffer
+// is most of an encoder's memory (8 MiB at 4 MiB); a 4 MiB chunk of Kafka
+// batches stores no larger with 1 MiB (measured at levels 1 and 3 on the
+// real fixtures and the benchmark data: 0.0723 vs 0.0725 of raw at level 1).
+const chunkZstdWindow = 1 << 20
+
 // encoderPool returns an encoder to its free list; one more than the list
 // keeps is dropped. Unlike a sync.Pool the list survives garbage
 // collections: encoders (a few MiB each) are built once per process, not
@@ -61,7 +67,7 @@ func (c *ChunkCodec) encoder(level int) (*zstd.Encoder, chan *zstd.Encoder, erro
 	default:
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(zstdWindow), zstd.WithEncoderCRC(false)) // the chunk's raw CRC-32C is the check
+		zstd.WithWindowSize(chunkZstdWindow), zstd.WithEncoderCRC(false)) // the chunk's raw CRC-32C is the check
 	if err != nil {
 		return nil, nil, err
 	}

@@ -120,10 +120,27 @@ func BenchmarkH33RSSAgent(b *testing.B) {
 		{"compressible", func(i int) io.Reader { return &h22Repeat{block: compressible(4<<20 + 17 + i), n: size} }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
+			srcs := []io.Reader{tc.src(0), tc.src(1)} // the test data is not the writers' memory
 			runtime.GC()
 			debug.FreeOSMemory()
 			peak := h22PeakRSS(b)
 			start := time.Now()
+			var heapMax atomic.Uint64
+			stopHeap := make(chan struct{})
+			go func() { // the Go heap in use, sampled
+				var ms runtime.MemStats
+				for {
+					select {
+					case <-stopHeap:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					runtime.ReadMemStats(&ms)
+					if ms.HeapInuse > heapMax.Load() {
+						heapMax.Store(ms.HeapInuse)
+					}
+				}
+			}()
 			var wg sync.WaitGroup
 			for i := range 2 {
 				wg.Add(1)
@@ -134,7 +151,7 @@ func BenchmarkH33RSSAgent(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if _, err := io.CopyBuffer(w, tc.src(i), make([]byte, 256<<10)); err != nil {
+					if _, err := io.CopyBuffer(w, srcs[i], make([]byte, 256<<10)); err != nil {
 						b.Error(err)
 					}
 					if _, err := w.Close(); err != nil {
@@ -144,6 +161,8 @@ func BenchmarkH33RSSAgent(b *testing.B) {
 			}
 			wg.Wait()
 			el := time.Since(start)
+			close(stopHeap)
+			b.ReportMetric(float64(heapMax.Load()>>20), "heap-inuse-MiB")
 			p := peak()
 			b.ReportMetric(float64(p>>20), "peak-RSS-MiB")
 			b.ReportMetric(float64(2*size)/el.Seconds()/1e6, "MB/s")

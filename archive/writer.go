@@ -288,9 +288,15 @@ func (w *FileWriter) ctxErr() error {
 }
 
 func (w *FileWriter) encode(j *chunkJob, comp string) {
-	j.stored = getBuf(storedBufs, 0)
+	// Sized for the worst case up front: zstd grows a short buffer by
+	// doubling, which made each chunk cost several times its size.
+	j.stored = getBuf(storedBufs, w.bufSize(storedCap(w.opts.ChunkSize)))
 	w.encodeInto(j, comp)
 }
+
+// storedCap is the most a chunk of raw bytes stores as (zstd's bound of an
+// incompressible block plus the encryption's overhead, rounded up).
+func storedCap(raw int) int { return raw + raw>>7 + 64<<10 }
 
 // rawBufs, storedBufs and partBufPool are free lists of chunk and part
 // buffers shared by all writers. Unlike a sync.Pool they survive garbage
