@@ -57,7 +57,7 @@ type WriterOptions struct {
 	// the target part size.
 	PartSize int
 	// Workers (default GOMAXPROCS) bounds the chunks being encoded at once;
-	// all writers together also have at most GOMAXPROCS chunks in flight.
+	// all writers together also have at most GOMAXPROCS+1 chunks alive.
 	Workers int
 	// PartBuffers (default DefaultPartBuffers) is the writer's own part
 	// buffers; it borrows more from the SharedPartBuffers pool when free.
@@ -85,8 +85,8 @@ var defaultCodec = NewChunkCodec()
 // in order into parts and the parts uploaded as one streaming upload
 // (uploader.CreateStream) while the file is still being written. A file of
 // one part is one Create; an empty file stores no object. Memory is bounded
-// process-wide: GOMAXPROCS chunks in flight (raw and encoded) over all
-// writers, plus one filling chunk and PartBuffers parts per writer, plus
+// process-wide: GOMAXPROCS+1 chunks alive (filling, encoding or waiting
+// for a part) over all writers, PartBuffers parts per writer, plus
 // SharedPartBuffers parts.
 //
 // Write, Close and Abort are called from one goroutine. The object appears
@@ -211,6 +211,11 @@ func (w *FileWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.raw == nil {
+			select { // a raw chunk holds a slot from its first byte
+			case chunkSlots <- struct{}{}:
+			case <-w.ctx.Done():
+				return n - len(p), w.ctxErr()
+			}
 			w.raw = getBuf(rawBufs, w.bufSize(w.opts.ChunkSize))
 		}
 		k := min(len(p), w.opts.ChunkSize-len(w.raw))
@@ -234,13 +239,7 @@ func (w *FileWriter) submit() error {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
 		putBuf(rawBufs, raw)
-		return w.ctxErr()
-	}
-	select {
-	case chunkSlots <- struct{}{}:
-	case <-w.ctx.Done():
-		<-w.slots
-		putBuf(rawBufs, raw)
+		<-chunkSlots
 		return w.ctxErr()
 	}
 	j := &chunkJob{idx: w.nextI, raw: raw, done: make(chan struct{})}
@@ -318,11 +317,12 @@ var (
 		}
 		return c
 	}()
-	// chunkSlots bounds the chunks in flight (taken when a chunk is
-	// submitted, given back when the assembler has put it into a part) over
-	// all writers: the raw and encoded chunk memory of the process. A
-	// chunk's slot never waits on another writer, so it cannot deadlock.
-	chunkSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+	// chunkSlots bounds the chunks alive (taken when a chunk starts
+	// filling, given back when the assembler has put it into a part) over
+	// all writers: the raw and encoded chunk memory of the process, one
+	// filling and GOMAXPROCS encoding. A slot never waits on another
+	// writer to be given back, so it cannot deadlock.
+	chunkSlots = make(chan struct{}, runtime.GOMAXPROCS(0)+1)
 )
 
 func getBuf(p chan []byte, want int) []byte {
@@ -515,6 +515,7 @@ func (w *FileWriter) Close() (FileRecord, error) {
 			w.fail(err)
 		}
 	}
+	w.dropRaw()
 	w.closed = true
 	w.drain()
 	defer w.cancel()
@@ -566,6 +567,15 @@ func (w *FileWriter) abortStream() {
 	}
 }
 
+// dropRaw frees a chunk that was never submitted, and its slot.
+func (w *FileWriter) dropRaw() {
+	if w.raw != nil {
+		putBuf(rawBufs, w.raw)
+		w.raw = nil
+		<-chunkSlots
+	}
+}
+
 // Abort discards the upload; nothing is left at the key.
 func (w *FileWriter) Abort() error {
 	if w.closed {
@@ -574,10 +584,7 @@ func (w *FileWriter) Abort() error {
 	w.closed = true
 	w.fail(fmt.Errorf("write %s: %w", w.key, errAborted))
 	w.drain()
-	if w.raw != nil {
-		putBuf(rawBufs, w.raw)
-		w.raw = nil
-	}
+	w.dropRaw()
 	w.abortStream()
 	return nil
 }
