@@ -57,7 +57,7 @@ func (c *ChunkCodec) encoder(level int) (*zstd.Encoder, chan *zstd.Encoder, erro
 	c.mu.Lock()
 	p := c.pools[l]
 	if p == nil {
-		p = make(chan *zstd.Encoder, runtime.GOMAXPROCS(0))
+		p = make(chan *zstd.Encoder, runtime.GOMAXPROCS(0)+1) // one per chunk slot
 		c.pools[l] = p
 	}
 	c.mu.Unlock()

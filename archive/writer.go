@@ -307,7 +307,7 @@ func storedCap(raw int) int { return raw + raw>>7 + 64<<10 }
 // size only.
 var (
 	rawBufs     = make(chan []byte, runtime.GOMAXPROCS(0)+2)
-	storedBufs  = make(chan []byte, runtime.GOMAXPROCS(0))
+	storedBufs  = make(chan []byte, runtime.GOMAXPROCS(0)+1)
 	partBufPool = make(chan []byte, 2)
 	// sharedParts holds the SharedPartBuffers (nil until first used).
 	sharedParts = func() chan []byte {
