@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segvault/segvault/uploader"
@@ -25,9 +26,10 @@ const (
 	// beside them it borrows from the SharedPartBuffers all writers share,
 	// so one part fills while another uploads.
 	DefaultPartBuffers = 1
-	// SharedPartBuffers is the process-wide pool of part buffers writers
-	// borrow beside their own: the part memory of n concurrent writers is
-	// (n x PartBuffers + SharedPartBuffers) parts. A writer never needs a
+	// SharedPartBuffers is the process-wide pool of part buffers a writer
+	// borrows beside its own while it is the only writer of a multi-part
+	// file: the part memory of n concurrent writers is n x PartBuffers
+	// parts (plus SharedPartBuffers when n is 1). A writer never needs a
 	// shared buffer to make progress (its own comes back when its upload
 	// ends), so borrowing cannot deadlock.
 	SharedPartBuffers = 1
@@ -60,7 +62,7 @@ type WriterOptions struct {
 	// all writers together also have at most GOMAXPROCS+1 chunks alive.
 	Workers int
 	// PartBuffers (default DefaultPartBuffers) is the writer's own part
-	// buffers; it borrows more from the SharedPartBuffers pool when free.
+	// buffers; alone, it borrows more from the SharedPartBuffers pool.
 	PartBuffers int
 	// Codec is shared by writers (nil: a package-wide one).
 	Codec *ChunkCodec
@@ -87,7 +89,7 @@ var defaultCodec = NewChunkCodec()
 // one part is one Create; an empty file stores no object. Memory is bounded
 // process-wide: GOMAXPROCS+1 chunks alive (filling, encoding or waiting
 // for a part) over all writers, PartBuffers parts per writer, plus
-// SharedPartBuffers parts.
+// SharedPartBuffers parts borrowed by a writer working alone.
 //
 // Write, Close and Abort are called from one goroutine. The object appears
 // at the key only when Close succeeds; a failed Close or an Abort leaves
@@ -118,6 +120,7 @@ type FileWriter struct {
 	stream   uploader.ObjectStream
 	single   []byte // the only part of a one-part file, for Close's Create
 	curShr   bool   // cur (or single) is a buffer of sharedParts
+	large    bool   // more than one part: counted in largeWriters
 	partBufs chan []byte
 	uploads  sync.WaitGroup
 
@@ -176,6 +179,10 @@ func NewFileWriter(ctx context.Context, b uploader.BucketWriter, key string, opt
 	}
 	if opts.Compression != CompressionAuto {
 		w.comp = opts.Compression
+	}
+	if h := opts.SizeHint; h <= 0 || h > int64(opts.PartSize) {
+		w.large = true
+		largeWriters.Add(1)
 	}
 	for range opts.PartBuffers {
 		w.partBufs <- nil // allocated on first use
@@ -323,6 +330,8 @@ var (
 	// filling and GOMAXPROCS encoding. A slot never waits on another
 	// writer to be given back, so it cannot deadlock.
 	chunkSlots = make(chan struct{}, runtime.GOMAXPROCS(0)+1)
+	// largeWriters counts the writers of more than one part at work.
+	largeWriters atomic.Int64
 )
 
 func getBuf(p chan []byte, want int) []byte {
@@ -402,8 +411,11 @@ func (w *FileWriter) assemble() {
 		if w.cur == nil {
 			// A small file (one part) uses its own buffer only; a larger
 			// one borrows a shared buffer when its own is uploading.
+			// Only while it is the only large writer: with two or more,
+			// one uploads while another fills, and the process keeps the
+			// memory of one part per writer.
 			var shared chan []byte
-			if h := w.opts.SizeHint; h <= 0 || h > int64(w.opts.PartSize) {
+			if w.large && largeWriters.Load() == 1 {
 				shared = sharedParts
 			}
 			var buf []byte
@@ -498,6 +510,10 @@ func (w *FileWriter) drain() {
 	close(w.order)
 	<-w.asmDone
 	w.uploads.Wait()
+	if w.large {
+		largeWriters.Add(-1)
+		w.large = false
+	}
 	for range len(w.partBufs) {
 		putBuf(partBufPool, <-w.partBufs)
 	}
