@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segvault/segvault/uploader"
@@ -20,10 +21,18 @@ import (
 const (
 	// DefaultPartSize is the target size of one uploaded part: consecutive
 	// whole chunks are grouped until a part reaches it.
-	DefaultPartSize = 16 << 20
-	// DefaultPartBuffers is how many part buffers one file uses: one filling
-	// while the others upload.
-	DefaultPartBuffers = 2
+	DefaultPartSize = 8 << 20
+	// DefaultPartBuffers is how many part buffers of its own one file uses;
+	// beside them it borrows from the SharedPartBuffers all writers share,
+	// so one part fills while another uploads.
+	DefaultPartBuffers = 1
+	// SharedPartBuffers is the process-wide pool of part buffers a writer
+	// borrows beside its own while it is the only writer of a multi-part
+	// file: the part memory of n concurrent writers is n x PartBuffers
+	// parts (plus SharedPartBuffers when n is 1). A writer never needs a
+	// shared buffer to make progress (its own comes back when its upload
+	// ends), so borrowing cannot deadlock.
+	SharedPartBuffers = 1
 	// autoLevel is the zstd level of CompressionAuto when Level is 0.
 	autoLevel = 1
 )
@@ -49,10 +58,11 @@ type WriterOptions struct {
 	// PartSize (default DefaultPartSize, at least uploader.MinPartSize) is
 	// the target part size.
 	PartSize int
-	// Workers (default GOMAXPROCS) bounds the chunks being encoded at once.
+	// Workers (default GOMAXPROCS) bounds the chunks being encoded at once;
+	// all writers together also have at most GOMAXPROCS+1 chunks alive.
 	Workers int
-	// PartBuffers (default DefaultPartBuffers, at least 2) bounds the part
-	// buffers: one filling, the others uploading.
+	// PartBuffers (default DefaultPartBuffers) is the writer's own part
+	// buffers; alone, it borrows more from the SharedPartBuffers pool.
 	PartBuffers int
 	// Codec is shared by writers (nil: a package-wide one).
 	Codec *ChunkCodec
@@ -77,7 +87,9 @@ var defaultCodec = NewChunkCodec()
 // in order into parts and the parts uploaded as one streaming upload
 // (uploader.CreateStream) while the file is still being written. A file of
 // one part is one Create; an empty file stores no object. Memory is bounded
-// by Workers x 2 chunks plus PartBuffers parts.
+// process-wide: GOMAXPROCS+1 chunks alive (filling, encoding or waiting
+// for a part) over all writers, PartBuffers parts per writer, plus
+// SharedPartBuffers parts borrowed by a writer working alone.
 //
 // Write, Close and Abort are called from one goroutine. The object appears
 // at the key only when Close succeeds; a failed Close or an Abort leaves
@@ -107,6 +119,8 @@ type FileWriter struct {
 	partN    int
 	stream   uploader.ObjectStream
 	single   []byte // the only part of a one-part file, for Close's Create
+	curShr   bool   // cur (or single) is a buffer of sharedParts
+	large    bool   // more than one part: counted in largeWriters
 	partBufs chan []byte
 	uploads  sync.WaitGroup
 
@@ -147,7 +161,7 @@ func NewFileWriter(ctx context.Context, b uploader.BucketWriter, key string, opt
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
-	if opts.PartBuffers < 2 {
+	if opts.PartBuffers < 1 {
 		opts.PartBuffers = DefaultPartBuffers
 	}
 	codec := opts.Codec
@@ -165,6 +179,10 @@ func NewFileWriter(ctx context.Context, b uploader.BucketWriter, key string, opt
 	}
 	if opts.Compression != CompressionAuto {
 		w.comp = opts.Compression
+	}
+	if h := opts.SizeHint; h <= 0 || h > int64(opts.PartSize) {
+		w.large = true
+		largeWriters.Add(1)
 	}
 	for range opts.PartBuffers {
 		w.partBufs <- nil // allocated on first use
@@ -200,6 +218,11 @@ func (w *FileWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.raw == nil {
+			select { // a raw chunk holds a slot from its first byte
+			case chunkSlots <- struct{}{}:
+			case <-w.ctx.Done():
+				return n - len(p), w.ctxErr()
+			}
 			w.raw = getBuf(rawBufs, w.bufSize(w.opts.ChunkSize))
 		}
 		k := min(len(p), w.opts.ChunkSize-len(w.raw))
@@ -222,6 +245,8 @@ func (w *FileWriter) submit() error {
 	select {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
+		putBuf(rawBufs, raw)
+		<-chunkSlots
 		return w.ctxErr()
 	}
 	j := &chunkJob{idx: w.nextI, raw: raw, done: make(chan struct{})}
@@ -229,7 +254,9 @@ func (w *FileWriter) submit() error {
 	select {
 	case w.order <- j:
 	case <-w.ctx.Done():
+		<-chunkSlots
 		<-w.slots
+		putBuf(rawBufs, raw)
 		return w.ctxErr()
 	}
 	if w.comp == "" { // auto: chunk 0 decides, before any other chunk is encoded
@@ -267,9 +294,15 @@ func (w *FileWriter) ctxErr() error {
 }
 
 func (w *FileWriter) encode(j *chunkJob, comp string) {
-	j.stored = getBuf(storedBufs, 0)
+	// Sized for the worst case up front: zstd grows a short buffer by
+	// doubling, which made each chunk cost several times its size.
+	j.stored = getBuf(storedBufs, w.bufSize(storedCap(w.opts.ChunkSize)))
 	w.encodeInto(j, comp)
 }
+
+// storedCap is the most a chunk of raw bytes stores as (zstd's bound of an
+// incompressible block plus the encryption's overhead, rounded up).
+func storedCap(raw int) int { return raw + raw>>7 + 64<<10 }
 
 // rawBufs, storedBufs and partBufPool are free lists of chunk and part
 // buffers shared by all writers. Unlike a sync.Pool they survive garbage
@@ -280,9 +313,25 @@ func (w *FileWriter) encode(j *chunkJob, comp string) {
 // WriterOptions.SizeHint a small file takes, or allocates, a buffer of its
 // size only.
 var (
-	rawBufs     = make(chan []byte, 6)
-	storedBufs  = make(chan []byte, 4)
-	partBufPool = make(chan []byte, DefaultPartBuffers)
+	rawBufs     = make(chan []byte, runtime.GOMAXPROCS(0)+2)
+	storedBufs  = make(chan []byte, runtime.GOMAXPROCS(0)+1)
+	partBufPool = make(chan []byte, 2)
+	// sharedParts holds the SharedPartBuffers (nil until first used).
+	sharedParts = func() chan []byte {
+		c := make(chan []byte, SharedPartBuffers)
+		for range SharedPartBuffers {
+			c <- nil
+		}
+		return c
+	}()
+	// chunkSlots bounds the chunks alive (taken when a chunk starts
+	// filling, given back when the assembler has put it into a part) over
+	// all writers: the raw and encoded chunk memory of the process, one
+	// filling and GOMAXPROCS encoding. A slot never waits on another
+	// writer to be given back, so it cannot deadlock.
+	chunkSlots = make(chan struct{}, runtime.GOMAXPROCS(0)+1)
+	// largeWriters counts the writers of more than one part at work.
+	largeWriters atomic.Int64
 )
 
 func getBuf(p chan []byte, want int) []byte {
@@ -341,6 +390,7 @@ func (w *FileWriter) assemble() {
 		case <-w.ctx.Done():
 			<-j.done // encoders always finish; their buffers return to the pool
 		}
+		<-chunkSlots
 		<-w.slots
 		if j.err != nil {
 			w.fail(j.err)
@@ -359,16 +409,39 @@ func (w *FileWriter) assemble() {
 			w.flush()
 		}
 		if w.cur == nil {
-			select {
-			case buf := <-w.partBufs:
-				if buf == nil {
-					buf = getBuf(partBufPool, w.bufSize(w.opts.PartSize))
-				}
-				w.cur = buf[:0]
-			case <-w.ctx.Done():
-				w.release(j)
-				continue
+			// A small file (one part) uses its own buffer only; a larger
+			// one borrows a shared buffer when its own is uploading.
+			// Only while it is the only large writer: with two or more,
+			// one uploads while another fills, and the process keeps the
+			// memory of one part per writer.
+			var shared chan []byte
+			if w.large && largeWriters.Load() == 1 {
+				shared = sharedParts
 			}
+			var buf []byte
+			got, shr := false, false
+			select { // its own first: the shared ones stay for the others
+			case buf = <-w.partBufs:
+				got = true
+			default:
+			}
+			if !got {
+				select {
+				case buf = <-w.partBufs:
+				case buf = <-shared:
+					shr = true
+				case <-w.ctx.Done():
+					w.release(j)
+					continue
+				}
+			}
+			switch {
+			case shr && cap(buf) < w.opts.PartSize:
+				buf = make([]byte, 0, w.opts.PartSize)
+			case buf == nil:
+				buf = getBuf(partBufPool, w.bufSize(w.opts.PartSize))
+			}
+			w.cur, w.curShr = buf[:0], shr
 		}
 		if j.direct {
 			var err error
@@ -386,22 +459,35 @@ func (w *FileWriter) assemble() {
 	if w.failed() == nil && w.ctx.Err() == nil && len(w.cur) > 0 {
 		if w.stream == nil {
 			w.single = w.cur // a one-part file: one Create in Close
+			w.cur = nil
 		} else {
 			w.flush()
 		}
 	}
-	w.cur = nil
+	if w.cur != nil {
+		w.giveBack(w.cur, w.curShr)
+		w.cur = nil
+	}
+}
+
+// giveBack returns a part buffer to where it came from.
+func (w *FileWriter) giveBack(part []byte, shared bool) {
+	if shared {
+		sharedParts <- part[:0]
+	} else {
+		w.partBufs <- part
+	}
 }
 
 // flush uploads the current part (assembler goroutine).
 func (w *FileWriter) flush() {
-	part := w.cur
+	part, shared := w.cur, w.curShr
 	w.cur = nil
 	if w.stream == nil {
 		st, err := uploader.CreateStream(w.ctx, w.b, w.key, uploader.PutOptions{ContentType: w.opts.ContentType, Metadata: w.opts.Metadata})
 		if err != nil {
 			w.fail(fmt.Errorf("write %s: %w", w.key, err))
-			w.partBufs <- part
+			w.giveBack(part, shared)
 			return
 		}
 		w.stream = st
@@ -415,7 +501,7 @@ func (w *FileWriter) flush() {
 		if err := w.stream.WritePart(w.ctx, n, part, crc); err != nil {
 			w.fail(fmt.Errorf("write %s: part %d: %w", w.key, n, err))
 		}
-		w.partBufs <- part
+		w.giveBack(part, shared)
 	}()
 }
 
@@ -424,6 +510,10 @@ func (w *FileWriter) drain() {
 	close(w.order)
 	<-w.asmDone
 	w.uploads.Wait()
+	if w.large {
+		largeWriters.Add(-1)
+		w.large = false
+	}
 	for range len(w.partBufs) {
 		putBuf(partBufPool, <-w.partBufs)
 	}
@@ -441,9 +531,18 @@ func (w *FileWriter) Close() (FileRecord, error) {
 			w.fail(err)
 		}
 	}
+	w.dropRaw()
 	w.closed = true
 	w.drain()
 	defer w.cancel()
+	defer func() { // a one-part file that failed: its buffer goes back
+		if w.single != nil && w.curShr {
+			sharedParts <- w.single[:0]
+		} else if w.single != nil {
+			putBuf(partBufPool, w.single)
+		}
+		w.single = nil
+	}()
 	if err := w.failed(); err != nil {
 		w.abortStream()
 		return FileRecord{}, err
@@ -466,7 +565,11 @@ func (w *FileWriter) Close() (FileRecord, error) {
 		crc := formatCRC(crc32.Checksum(body, castagnoli))
 		err := w.b.Create(w.ctx, w.key, bytes.NewReader(body), int64(len(body)),
 			uploader.PutOptions{CRC32C: crc, ContentType: w.opts.ContentType, Metadata: w.opts.Metadata})
-		putBuf(partBufPool, body)
+		if w.curShr {
+			sharedParts <- body[:0]
+		} else {
+			putBuf(partBufPool, body)
+		}
 		if err != nil {
 			return FileRecord{}, fmt.Errorf("write %s: %w", w.key, err)
 		}
@@ -480,6 +583,15 @@ func (w *FileWriter) abortStream() {
 	}
 }
 
+// dropRaw frees a chunk that was never submitted, and its slot.
+func (w *FileWriter) dropRaw() {
+	if w.raw != nil {
+		putBuf(rawBufs, w.raw)
+		w.raw = nil
+		<-chunkSlots
+	}
+}
+
 // Abort discards the upload; nothing is left at the key.
 func (w *FileWriter) Abort() error {
 	if w.closed {
@@ -488,10 +600,7 @@ func (w *FileWriter) Abort() error {
 	w.closed = true
 	w.fail(fmt.Errorf("write %s: %w", w.key, errAborted))
 	w.drain()
-	if w.raw != nil {
-		putBuf(rawBufs, w.raw)
-		w.raw = nil
-	}
+	w.dropRaw()
 	w.abortStream()
 	return nil
 }
