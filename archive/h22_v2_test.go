@@ -325,7 +325,8 @@ func h22PeakRSS(t testing.TB) func() int64 {
 // BenchmarkH22RSS1GiB reports the peak RSS of writing one 1 GiB file (a
 // figure, not a test: the race detector and a loaded machine move it). Seen
 // without -race on the 2-core machine: 74 MiB incompressible, 86-89 MiB
-// compressible (16 MiB parts); 58 and 73 with 8 MiB parts. The working set is
+// compressible with 16 MiB parts and two part buffers; 51-59 MiB with the
+// 8 MiB parts and shared budget of h33 (BenchmarkH33RSSAgent: two writers). The working set is
 // two part buffers, three raw chunks, the encoded chunks and the zstd
 // encoders. Run: go test -run ^$ -bench H22RSS -benchtime 1x ./archive
 func BenchmarkH22RSS1GiB(b *testing.B) {
