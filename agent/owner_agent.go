@@ -31,6 +31,7 @@ type ownership struct {
 	claims   *archive.Claims // nil: the store has no conditional writes
 	claimErr error
 	parts    map[string]*standbyPart
+	roles    map[string]string // partition dir -> role this pass (owner_diverge.go)
 	// load builds the metadata image (tests replace it).
 	load func(dir string) (*index.ClusterMetadata, error)
 }
@@ -41,6 +42,10 @@ type standbyPart struct {
 	covered   int64                   // offsets covered at the last listing
 	progress  time.Time               // when coverage last grew (or watching began)
 	taken     map[int64]bool          // bases taken over (logged once)
+	logs      map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
+	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
+	diverged  map[int64]Divergence    // local bases that differ from the archived copy
+	listed    time.Time               // last listing (refresh)
 }
 
 func (a *Agent) ownerState() *ownership {
@@ -61,12 +66,14 @@ func (a *Agent) ownerState() *ownership {
 // a duplicate is safe, missing data is not).
 func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerIdentity, now time.Time) func(*candidate) bool {
 	cfg := a.snap()
+	o := a.ownerState()
+	gauge := roleOwner
+	defer func() { o.setRole(ps.Path, gauge) }()
 	// A salvage run (include-active: a stopped broker's disk) archives all
 	// it finds: nobody else may hold that data any more.
 	if cfg.ArchiveReplicas != ArchiveReplicasDesignated || cfg.IncludeActive || ps.Dir.Topic == "__cluster_metadata" {
 		return nil
 	}
-	o := a.ownerState()
 	md := o.metadata(a, now)
 	role, who := MetadataRole(md, id.BrokerID, ps.Dir.Topic, ps.Dir.Partition)
 	log := a.log.With("topic", ps.Dir.Topic, "partition", ps.Dir.Partition)
@@ -105,6 +112,11 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 		log.Warn("cannot tell what the archive holds for this standby partition; archiving this replica meanwhile", "err", err)
 		return nil
 	}
+	gauge = roleStandby
+	if len(take) > 0 {
+		gauge = roleTakeover
+	}
+	o.compare(ctx, a, ps, id, take, now, log)
 	for base := range take {
 		if sp := o.part(ps.Path); !sp.taken[base] {
 			sp.taken[base] = true
@@ -213,7 +225,8 @@ func (o *ownership) part(path string) *standbyPart {
 	defer o.mu.Unlock()
 	sp := o.parts[path]
 	if sp == nil {
-		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{}}
+		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{},
+			logs: map[string]*archivedLog{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}}
 		o.parts[path] = sp
 	}
 	return sp
@@ -336,7 +349,9 @@ func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity,
 			continue
 		}
 		sp.manifests[k] = &OffsetRange{Start: m.BaseOffset, End: m.NextSegmentBase}
+		sp.logs[k] = newArchivedLog(k, m)
 	}
+	sp.listed = now
 	var total int64
 	for _, r := range mergeRanges(sp.ranges()) {
 		total += r.End - r.Start
