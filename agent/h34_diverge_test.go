@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -154,5 +155,39 @@ func TestH34Divergence(t *testing.T) {
 	}
 	if v := h34Value(t, m2.ReplicaDivergence.WithLabelValues(DivergenceSame)); v != 1 {
 		t.Fatalf("broker 2 on t-1: same %v, want 1", v)
+	}
+}
+
+// Several chunks: the first differing one is named, not the whole file.
+func TestH34CompareChunks(t *testing.T) {
+	data, batches := h34Batches(t)
+	const size = 4096
+	l := &archivedLog{key: "m", broker: 2, size: int64(len(data)), data: "d"}
+	for s := 0; s < len(data); s += size {
+		e := min(s+size, len(data))
+		l.chunks = append(l.chunks, crcRange{int64(s), int64(e), strconv.FormatUint(uint64(crc32.Checksum(data[s:e], crc32.MakeTable(crc32.Castagnoli))), 16)})
+	}
+	dir := t.TempDir()
+	a := &Agent{}
+	same := filepath.Join(dir, "same.log")
+	if err := os.WriteFile(same, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := compareFile(context.Background(), a, same, l); err != nil || d != nil {
+		t.Fatalf("identical file: %+v %v", d, err)
+	}
+	flipped := bytes.Clone(data)
+	pos := batches[100].Pos + 30
+	flipped[pos] ^= 1
+	diff := filepath.Join(dir, "diff.log")
+	if err := os.WriteFile(diff, flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := compareFile(context.Background(), a, diff, l)
+	if err != nil || d == nil || d.Start != pos/size*size || d.End != min(d.Start+size, int64(len(data))) {
+		t.Fatalf("byte %d flipped: %+v %v", pos, d, err)
+	}
+	if _, err := compareFile(context.Background(), a, diff, &archivedLog{key: "m", size: 1, chunks: l.chunks}); err == nil || !strings.Contains(err.Error(), "size") {
+		t.Fatalf("other size: %v", err)
 	}
 }
