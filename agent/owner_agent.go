@@ -46,6 +46,7 @@ type standbyPart struct {
 	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
 	diverged  map[int64]Divergence    // local bases that differ from the archived copy
 	listed    time.Time               // last listing (refresh)
+	broker    map[string]int32        // manifest key -> the broker that archived it
 }
 
 func (a *Agent) ownerState() *ownership {
@@ -226,7 +227,7 @@ func (o *ownership) part(path string) *standbyPart {
 	sp := o.parts[path]
 	if sp == nil {
 		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{},
-			logs: map[string]*archivedLog{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}}
+			logs: map[string]*archivedLog{}, broker: map[string]int32{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}}
 		o.parts[path] = sp
 	}
 	return sp
@@ -282,7 +283,9 @@ func (o *ownership) skipCovered(ctx context.Context, a *Agent, ps partitionScan,
 		return nil
 	}
 	skip := func() map[int64]bool {
-		cov := mergeRanges(sp.ranges())
+		// Only other brokers' copies: this broker's own segment rewritten
+		// in place (the log cleaner) is archived again, as in mode all.
+		cov := mergeRanges(sp.rangesExcept(id.BrokerID))
 		out := map[int64]bool{}
 		for _, c := range pending {
 			if covered(cov, OffsetRange{c.Base, c.NextBase}) {
@@ -303,6 +306,17 @@ func (o *ownership) skipCovered(ctx context.Context, a *Agent, ps partitionScan,
 		return nil
 	}
 	return func(c *candidate) bool { return c.Kind != archive.KindSegment || !s[c.Base] }
+}
+
+// rangesExcept is ranges without the manifests of broker self.
+func (sp *standbyPart) rangesExcept(self int32) []OffsetRange {
+	out := make([]OffsetRange, 0, len(sp.manifests))
+	for k, r := range sp.manifests {
+		if r != nil && sp.broker[k] != self {
+			out = append(out, *r)
+		}
+	}
+	return out
 }
 
 func (sp *standbyPart) ranges() []OffsetRange {
@@ -350,6 +364,7 @@ func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity,
 		}
 		sp.manifests[k] = &OffsetRange{Start: m.BaseOffset, End: m.NextSegmentBase}
 		sp.logs[k] = newArchivedLog(k, m)
+		sp.broker[k] = m.BrokerID
 	}
 	sp.listed = now
 	var total int64
