@@ -32,6 +32,7 @@ type ownership struct {
 	claimErr error
 	parts    map[string]*standbyPart
 	roles    map[string]string // partition dir -> role this pass (owner_diverge.go)
+	compared int64             // bytes read for divergence checks this pass
 	// load builds the metadata image (tests replace it).
 	load func(dir string) (*index.ClusterMetadata, error)
 }

@@ -93,8 +93,8 @@ func newArchivedLog(key string, m *archive.SegmentManifest) *archivedLog {
 	return l
 }
 
-// maxCompareBytes bounds the bytes one pass reads for comparisons per
-// partition; the rest waits for the next pass.
+// maxCompareBytes bounds the bytes one pass reads for comparisons (all
+// partitions together); the rest waits for the next pass.
 const maxCompareBytes = 256 << 20
 
 // compare checks a standby partition's rolled segments (those not taken
@@ -142,7 +142,6 @@ func (o *ownership) compare(ctx context.Context, a *Agent, ps partitionScan, id 
 		}
 	}
 	cov := mergeRanges(sp.ranges())
-	var read int64
 	for _, c := range todo {
 		l, other := find(c)
 		if l == nil {
@@ -152,11 +151,16 @@ func (o *ownership) compare(ctx context.Context, a *Agent, ps partitionScan, id 
 			}
 			continue
 		}
-		if read >= maxCompareBytes {
+		o.mu.Lock()
+		over := o.compared >= maxCompareBytes
+		if !over {
+			o.compared += l.size
+		}
+		o.mu.Unlock()
+		if over {
 			return
 		}
 		path := filepath.Join(c.DirPath, c.Files[0].src())
-		read += l.size
 		d, err := compareFile(ctx, a, path, l)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -231,6 +235,7 @@ func (o *ownership) setRole(path, role string) {
 func (a *Agent) noteRoles(parts map[string]bool, partial bool) {
 	o := a.ownerState()
 	o.mu.Lock()
+	o.compared = 0
 	n := map[string]int{roleOwner: 0, roleStandby: 0, roleTakeover: 0}
 	for p, r := range o.roles {
 		if !parts[p] && !partial {
