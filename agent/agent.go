@@ -303,6 +303,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 		return rep, errors.Join(dirErrs...)
 	}
 	a.noteSwaps(swaps, start)
+	a.noteRoles(parts, len(failedDirs) > 0) // owner_diverge.go
 	// What was seen in a dir that could not be scanned now is still there
 	// as far as we know: keep it (neither lost nor forgotten).
 	if len(failedDirs) > 0 {

@@ -136,7 +136,7 @@ func Defaults() Config {
 		TailInterval:  DefaultTailInterval,
 		TailMaxBytes:  DefaultTailMaxBytes,
 
-		ArchiveReplicas: ArchiveReplicasAll,
+		ArchiveReplicas: ArchiveReplicasDesignated,
 		ClaimTTL:        15 * time.Minute,
 	}
 }

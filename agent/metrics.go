@@ -44,6 +44,10 @@ type Metrics struct {
 	TailFailures    *prometheus.CounterVec // by stage
 	TailRestarts    *prometheus.CounterVec // new chains from byte 0, by reason
 	TailSkipped     *prometheus.CounterVec // bytes left for a later capture, by reason
+
+	// One copy per partition (issue 16).
+	PartitionRoles    *prometheus.GaugeVec   // partitions by role: owner, standby, takeover
+	ReplicaDivergence *prometheus.CounterVec // standby segments compared with the archived copy, by result
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: unregistered).
@@ -96,7 +100,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Active segments whose captured bytes no longer match the file (truncated, rewritten, replaced): captured again from byte 0, by reason."}, []string{"reason"})
 	m.TailSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_skipped_total",
 		Help: "Tail reads that stopped before the end of the file, by reason (invalid_batch, changed_while_read, budget)."}, []string{"reason"})
+	m.PartitionRoles = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: "partition_roles",
+		Help: "Partitions of this broker by role: owner (this agent archives them), standby (another replica's agent does), takeover (standby archiving segments the archive lacks)."}, []string{"role"})
+	m.ReplicaDivergence = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "replica_divergence_total",
+		Help: "A standby replica's rolled segments compared with another broker's archived copy, by result (same, diverged, not_comparable: other segment boundaries or no chunk CRCs)."}, []string{"result"})
+	for _, r := range []string{"owner", "standby", "takeover"} {
+		m.PartitionRoles.WithLabelValues(r)
+	}
+	for _, r := range []string{DivergenceSame, DivergenceDiverged, DivergenceNotComparable} {
+		m.ReplicaDivergence.WithLabelValues(r)
+	}
 	if reg != nil {
+		reg.MustRegister(m.PartitionRoles, m.ReplicaDivergence)
 		reg.MustRegister(m.RPOSeconds, m.TailCaptures, m.TailBytes, m.TailStoredBytes, m.TailPuts, m.TailFailures, m.TailRestarts, m.TailSkipped)
 		reg.MustRegister(m.SettleWaits, m.CleanerSwapPending, m.TruncatedSegments)
 		reg.MustRegister(m.SegmentsArchived, m.BytesArchived, m.BytesStored, m.Failures, m.CorruptSegments, m.Conflicts,

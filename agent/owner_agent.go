@@ -31,6 +31,8 @@ type ownership struct {
 	claims   *archive.Claims // nil: the store has no conditional writes
 	claimErr error
 	parts    map[string]*standbyPart
+	roles    map[string]string // partition dir -> role this pass (owner_diverge.go)
+	compared int64             // bytes read for divergence checks this pass
 	// load builds the metadata image (tests replace it).
 	load func(dir string) (*index.ClusterMetadata, error)
 }
@@ -41,6 +43,11 @@ type standbyPart struct {
 	covered   int64                   // offsets covered at the last listing
 	progress  time.Time               // when coverage last grew (or watching began)
 	taken     map[int64]bool          // bases taken over (logged once)
+	logs      map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
+	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
+	diverged  map[int64]Divergence    // local bases that differ from the archived copy
+	listed    time.Time               // last listing (refresh)
+	broker    map[string]int32        // manifest key -> the broker that archived it
 }
 
 func (a *Agent) ownerState() *ownership {
@@ -61,12 +68,14 @@ func (a *Agent) ownerState() *ownership {
 // a duplicate is safe, missing data is not).
 func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerIdentity, now time.Time) func(*candidate) bool {
 	cfg := a.snap()
+	o := a.ownerState()
+	gauge := roleOwner
+	defer func() { o.setRole(ps.Path, gauge) }()
 	// A salvage run (include-active: a stopped broker's disk) archives all
 	// it finds: nobody else may hold that data any more.
 	if cfg.ArchiveReplicas != ArchiveReplicasDesignated || cfg.IncludeActive || ps.Dir.Topic == "__cluster_metadata" {
 		return nil
 	}
-	o := a.ownerState()
 	md := o.metadata(a, now)
 	role, who := MetadataRole(md, id.BrokerID, ps.Dir.Topic, ps.Dir.Partition)
 	log := a.log.With("topic", ps.Dir.Topic, "partition", ps.Dir.Partition)
@@ -105,6 +114,11 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 		log.Warn("cannot tell what the archive holds for this standby partition; archiving this replica meanwhile", "err", err)
 		return nil
 	}
+	gauge = roleStandby
+	if len(take) > 0 {
+		gauge = roleTakeover
+	}
+	o.compare(ctx, a, ps, id, take, now, log)
 	for base := range take {
 		if sp := o.part(ps.Path); !sp.taken[base] {
 			sp.taken[base] = true
@@ -213,7 +227,8 @@ func (o *ownership) part(path string) *standbyPart {
 	defer o.mu.Unlock()
 	sp := o.parts[path]
 	if sp == nil {
-		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{}}
+		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{},
+			logs: map[string]*archivedLog{}, broker: map[string]int32{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}}
 		o.parts[path] = sp
 	}
 	return sp
@@ -269,7 +284,9 @@ func (o *ownership) skipCovered(ctx context.Context, a *Agent, ps partitionScan,
 		return nil
 	}
 	skip := func() map[int64]bool {
-		cov := mergeRanges(sp.ranges())
+		// Only other brokers' copies: this broker's own segment rewritten
+		// in place (the log cleaner) is archived again, as in mode all.
+		cov := mergeRanges(sp.rangesExcept(id.BrokerID))
 		out := map[int64]bool{}
 		for _, c := range pending {
 			if covered(cov, OffsetRange{c.Base, c.NextBase}) {
@@ -290,6 +307,17 @@ func (o *ownership) skipCovered(ctx context.Context, a *Agent, ps partitionScan,
 		return nil
 	}
 	return func(c *candidate) bool { return c.Kind != archive.KindSegment || !s[c.Base] }
+}
+
+// rangesExcept is ranges without the manifests of broker self.
+func (sp *standbyPart) rangesExcept(self int32) []OffsetRange {
+	out := make([]OffsetRange, 0, len(sp.manifests))
+	for k, r := range sp.manifests {
+		if r != nil && sp.broker[k] != self {
+			out = append(out, *r)
+		}
+	}
+	return out
 }
 
 func (sp *standbyPart) ranges() []OffsetRange {
@@ -336,7 +364,10 @@ func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity,
 			continue
 		}
 		sp.manifests[k] = &OffsetRange{Start: m.BaseOffset, End: m.NextSegmentBase}
+		sp.logs[k] = newArchivedLog(k, m)
+		sp.broker[k] = m.BrokerID
 	}
+	sp.listed = now
 	var total int64
 	for _, r := range mergeRanges(sp.ranges()) {
 		total += r.End - r.Start

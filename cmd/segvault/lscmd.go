@@ -75,7 +75,9 @@ type lsPartition struct {
 	Lost      []lsLost `json:"lost_segments,omitempty"`
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
-	snapshot  int64    // end offset of the newest KRaft snapshot, -1 when none
+	// ArchivedBy: which brokers archived each offset range (lsowner.go).
+	ArchivedBy []lsArchived `json:"archived_by"`
+	snapshot   int64        // end offset of the newest KRaft snapshot, -1 when none
 	lsRestorable
 }
 
@@ -280,6 +282,7 @@ func runLs(c *cli.Context) error {
 			return err
 		}
 	}
+	owners := lsOwners(src, cat)
 	out := []lsPartition{}
 	for _, cl := range clusters {
 		if sel.Cluster != "" && cl != sel.Cluster {
@@ -328,6 +331,7 @@ func runLs(c *cli.Context) error {
 				lp.LastTime = time.UnixMilli(lt).UTC().Format(time.RFC3339)
 			}
 			lsTail(&lp, p)
+			lp.ArchivedBy = lsArchivedBy(owners[lsOwnerKey(cl, p.TopicID, p.Topic, p.Partition)])
 			out = append(out, lp)
 		}
 		for pk, l := range lost { // partitions whose every archived segment was lost
@@ -366,6 +370,11 @@ func runLs(c *cli.Context) error {
 		failed = &exitError{code: exitFailure, err: fmt.Errorf("%d manifests do not decode or verify and were left out (listed above)", len(badKeys))}
 	}
 	if c.Bool("json") {
+		for i := range out {
+			if out[i].ArchivedBy == nil {
+				out[i].ArchivedBy = []lsArchived{}
+			}
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -389,7 +398,7 @@ func runLs(c *cli.Context) error {
 		}
 		fmt.Fprintln(tw, strings.Join(cells[1:], "\t"))
 	}
-	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
+	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "ARCHIVED BY", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
 	for _, p := range out {
 		gaps := gapsText(p)
 		if len(p.Bad) > 0 {
@@ -398,8 +407,8 @@ func runLs(c *cli.Context) error {
 		if gaps == "" {
 			gaps = "-"
 		}
-		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), fmt.Sprint(p.Segments),
-			lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
+		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), lsArchivedText(p.ArchivedBy),
+			fmt.Sprint(p.Segments), lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
