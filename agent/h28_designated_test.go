@@ -212,7 +212,7 @@ func TestH28DesignatedOneCopy(t *testing.T) {
 			t.Fatalf("p%d: archive covers %v, the designated broker rolled %v", p, cov, rolled)
 		}
 	}
-	// Mode all (the default) archives every replica.
+	// Mode all archives every replica.
 	b2, err := uploader.NewLocal(filepath.Join(t.TempDir(), "archive2"))
 	if err != nil {
 		t.Fatal(err)
