@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/segvault/segvault/agent"
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/internal/kafkatest"
 	"github.com/segvault/segvault/internal/miniotest"
@@ -34,10 +35,15 @@ type h26Agent struct {
 	stderr *bytes.Buffer
 }
 
-const (
-	h26TailInterval = 5 * time.Second
-	h26Settle       = time.Second
-)
+// The test's tail interval and settle time; SEGVAULT_H26_DEFAULTS=1 runs the
+// agent with its defaults instead (60s, 5s: the "Done when", about
+// three minutes; set SEGVAULT_H26_RUN=150s with it).
+var h26TailInterval, h26Settle, h26Flags = func() (time.Duration, time.Duration, []string) {
+	if os.Getenv("SEGVAULT_H26_DEFAULTS") == "1" {
+		return agent.DefaultTailInterval, agent.Defaults().SettleTime, nil
+	}
+	return 5 * time.Second, time.Second, []string{"--tail-interval", "5s", "--settle-time", "1s"}
+}()
 
 func h26StoreArgs(srv *miniotest.Server, bucket string) []string {
 	return []string{"--bucket", "s3://" + bucket, "--s3-endpoint", srv.Endpoint(), "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1"}
@@ -49,8 +55,8 @@ func h26Env(srv *miniotest.Server) []string {
 
 func h26StartAgent(t *testing.T, srv *miniotest.Server, bucket, logDir string) *h26Agent {
 	t.Helper()
-	args := append([]string{"--log-format", "json", "agent", "--log-dirs", logDir, "--state-dir", t.TempDir(), "--listen", "",
-		"--tail-interval", h26TailInterval.String(), "--settle-time", h26Settle.String()}, h26StoreArgs(srv, bucket)...)
+	args := append([]string{"--log-format", "json", "agent", "--log-dirs", logDir, "--state-dir", t.TempDir(), "--listen", ""}, h26Flags...)
+	args = append(args, h26StoreArgs(srv, bucket)...)
 	a := &h26Agent{cmd: exec.Command(segvaultBin(t), args...), stderr: &bytes.Buffer{}}
 	a.cmd.Env = h26Env(srv)
 	a.cmd.Stderr = a.stderr
