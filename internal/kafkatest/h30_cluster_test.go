@@ -75,7 +75,7 @@ func h30RunCluster(t *testing.T, version string) {
 	}
 	cl := c.Client(t, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	want := map[string]string{} // "partition/offset" -> value
+	want := map[string]string{}    // "partition/offset" -> value
 	produce := func(n, base int) { // in rounds of 30 records: one small batch per partition each
 		t.Helper()
 		for done := 0; done < n; done += 30 {
