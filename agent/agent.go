@@ -85,6 +85,7 @@ type Agent struct {
 	failing          map[string]error // last error of segments whose shipment fails, for /readyz
 
 	swaps map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
+	owner *ownership            // archive-replicas=designated (owner_agent.go)
 }
 
 type observation struct {
@@ -278,8 +279,12 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 			if ps.Unstable != "" {
 				swaps[ps.Path] = ps
 			}
+			keep := a.replicaFilter(ctx, ps, id, start) // nil: all (archive-replicas)
 			for i := range ps.Candidates {
 				c := ps.Candidates[i]
+				if keep != nil && !keep(&c) {
+					continue // another replica archives it
+				}
 				live[c.key()] = true
 				if o := a.consider(&c, start); o != nil {
 					work = append(work, o)

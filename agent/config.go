@@ -53,7 +53,29 @@ type Config struct {
 	// decommissioned one): the agent refuses while a broker holds the log
 	// dir's .lock.
 	IncludeActive bool `yaml:"include_active"`
+
+	// ArchiveReplicas is who archives a partition (issue 16): "all" (or
+	// empty: every replica's agent archives its own copy) or "designated"
+	// (one copy per partition: the leader per the KRaft metadata log on
+	// this broker's disk, else the first live replica, else a claim in the
+	// bucket; a standby replica archives its own segments only when the
+	// archive lacks their offsets for longer than TakeoverGrace).
+	ArchiveReplicas string `yaml:"archive_replicas"`
+	// MetadataLogDir is the directory holding __cluster_metadata-0 (Kafka's
+	// metadata.log.dir). Empty: looked for in the log dirs.
+	MetadataLogDir string `yaml:"metadata_log_dir"`
+	// ClaimTTL is how long a partition claim (clusters without a metadata
+	// log) stays valid unrenewed; owners renew every ClaimTTL/3.
+	ClaimTTL time.Duration `yaml:"claim_ttl"`
+	// TakeoverGrace: 0 means TakeoverGrace(SettleTime, ScanInterval).
+	TakeoverGrace time.Duration `yaml:"takeover_grace"`
 }
+
+// Values of Config.ArchiveReplicas.
+const (
+	ArchiveReplicasAll        = "all"
+	ArchiveReplicasDesignated = "designated"
+)
 
 // Defaults returns a Config with every default set.
 func Defaults() Config {
@@ -68,6 +90,9 @@ func Defaults() Config {
 		DrainTimeout:  60 * time.Second,
 		DropCache:     true,
 		LowPriority:   true,
+
+		ArchiveReplicas: ArchiveReplicasAll,
+		ClaimTTL:        15 * time.Minute,
 	}
 }
 
@@ -109,6 +134,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ZstdLevel < 1 || c.ZstdLevel > 4 {
 		errs = append(errs, errors.New("zstd-level: must be 1..4"))
+	}
+	switch c.ArchiveReplicas {
+	case "", ArchiveReplicasAll:
+	case ArchiveReplicasDesignated:
+		if c.ClaimTTL < 3*c.ScanInterval {
+			errs = append(errs, fmt.Errorf("claim-ttl: %v must be at least 3 scan intervals (%v): owners renew claims once per scan", c.ClaimTTL, 3*c.ScanInterval))
+		}
+		if c.TakeoverGrace < 0 {
+			errs = append(errs, errors.New("takeover-grace: must not be negative"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("archive-replicas: %q is not all or designated", c.ArchiveReplicas))
 	}
 	if c.ReadBytesPerS < 0 || c.StagingBudget < 0 {
 		errs = append(errs, errors.New("read-bandwidth/staging-budget: must not be negative"))

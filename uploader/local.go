@@ -315,7 +315,7 @@ func (l *Local) info(key, p string, f *os.File) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %s: metadata: %w", key, err)
 	}
-	return ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Metadata: md}, nil
+	return ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Metadata: md, ETag: localETag(fi)}, nil
 }
 
 func (l *Local) mapErr(op, key string, err error) error {
@@ -414,7 +414,7 @@ func (l *Local) walk(ctx context.Context, dirKey, prefix string, fn func(ObjectI
 			}
 			return fmt.Errorf("list %s: %w", it.sortKey, err)
 		}
-		if err := fn(ObjectInfo{Key: it.sortKey, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+		if err := fn(ObjectInfo{Key: it.sortKey, Size: fi.Size(), ModTime: fi.ModTime(), ETag: localETag(fi)}); err != nil {
 			return err
 		}
 	}

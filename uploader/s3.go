@@ -339,7 +339,7 @@ func (s *S3) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 }
 
 func toObjectInfo(key string, oi minio.ObjectInfo) ObjectInfo {
-	info := ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified}
+	info := ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified, ETag: oi.ETag}
 	if len(oi.UserMetadata) > 0 {
 		info.Metadata = make(map[string]string, len(oi.UserMetadata))
 		for k, v := range oi.UserMetadata {
@@ -357,7 +357,7 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		if oi.Err != nil {
 			return s.mapErr("list", prefix, oi.Err)
 		}
-		if err := fn(ObjectInfo{Key: oi.Key, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+		if err := fn(ObjectInfo{Key: oi.Key, Size: oi.Size, ModTime: oi.LastModified, ETag: oi.ETag}); err != nil {
 			return err
 		}
 	}

@@ -49,6 +49,10 @@ func agentFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9464", Usage: "address for /metrics, /healthz and /readyz (empty: off)", EnvVars: env("listen")}),
 		&cli.BoolFlag{Name: "once", Usage: "archive every rolled segment, then exit (no watching)"},
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "include-active", Usage: "also archive each partition's active segment: only for a stopped broker (refused while Kafka holds the log dir's .lock)", EnvVars: env("include-active")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "archive-replicas", Value: d.ArchiveReplicas, Usage: "all (every replica's agent archives its copy) or designated (one copy per partition: the leader per the KRaft metadata log on disk, else a bucket claim; standbys take over after takeover-grace)", EnvVars: env("archive-replicas")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "metadata-log-dir", Usage: "directory holding __cluster_metadata-0 (metadata.log.dir; default: found in the log dirs)", EnvVars: env("metadata-log-dir")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "claim-ttl", Value: d.ClaimTTL, Usage: "archive-replicas=designated without a metadata log: a partition claim not renewed this long is taken over (renewed every claim-ttl/3)", EnvVars: env("claim-ttl")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "takeover-grace", Usage: "archive-replicas=designated: a standby archives its own segments once the archive has lacked their offsets this long (0: 3 settle-time + 2 scan-interval)", EnvVars: env("takeover-grace")}),
 	}, storeFlags()...)
 }
 
@@ -102,6 +106,10 @@ func agentConfig(c *cli.Context) agent.Config {
 	cfg.DropCache = !c.Bool("keep-page-cache")
 	cfg.LowPriority = !c.Bool("normal-priority")
 	cfg.IncludeActive = c.Bool("include-active")
+	cfg.ArchiveReplicas = c.String("archive-replicas")
+	cfg.MetadataLogDir = c.String("metadata-log-dir")
+	cfg.ClaimTTL = c.Duration("claim-ttl")
+	cfg.TakeoverGrace = c.Duration("takeover-grace")
 	return cfg
 }
 
