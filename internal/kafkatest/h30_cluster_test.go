@@ -145,3 +145,21 @@ func h30RunCluster(t *testing.T, version string) {
 	}
 	t.Logf("Kafka %s: %d records at their offsets after a crash restart and a full reboot", version, got)
 }
+
+// TestH30ClusterMissingKafka: like Start, StartCluster skips without the jars locally and
+// fails in CI.
+func TestH30ClusterMissingKafka(t *testing.T) {
+	const v = "0.0.3-missing"
+	t.Setenv(LibsEnvVar(v), t.TempDir()+"/nope")
+	for _, ci := range []string{"", "false", "true"} {
+		t.Setenv("CI", ci)
+		wantFatal := ci == "true"
+		f := runFake(func(tb testing.TB) { StartCluster(tb, ClusterOptions{Version: v}) })
+		if f.fataled != wantFatal || f.skipped == wantFatal {
+			t.Errorf("CI=%q: fatal=%v skipped=%v, want fatal=%v", ci, f.fataled, f.skipped, wantFatal)
+		}
+		if !strings.Contains(f.msg, "make kafka-jars") {
+			t.Errorf("CI=%q: message %q does not mention make kafka-jars", ci, f.msg)
+		}
+	}
+}
