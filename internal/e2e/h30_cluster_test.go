@@ -70,13 +70,14 @@ func h30Props() map[string]string {
 	}
 }
 
-// h30Start boots the cluster, MinIO, the topic and one agent per broker (flags extra).
-func h30Start(t *testing.T, extra ...string) *h30Env {
+// h30Start boots a cluster of the Kafka version ("" = default), MinIO, the topic and one
+// agent per broker (flags extra).
+func h30Start(t *testing.T, version string, extra ...string) *h30Env {
 	t.Helper()
 	e := &h30Env{props: h30Props(), extra: extra, agents: map[int32]*h30Agent{},
 		want: &produced{records: map[string][]*kgo.Record{}}}
-	e.c = kafkatest.StartCluster(t, kafkatest.ClusterOptions{SegmentBytes: 16 << 10, Props: e.props})
-	t.Logf("h30: 3-node cluster booted in %v", e.c.BootTime.Round(time.Millisecond))
+	e.c = kafkatest.StartCluster(t, kafkatest.ClusterOptions{Version: version, SegmentBytes: 16 << 10, Props: e.props})
+	t.Logf("h30: 3-node Kafka %s cluster booted in %v", e.c.Version, e.c.BootTime.Round(time.Millisecond))
 	e.c.CreateTopic(t, h30Topic, h30Partitions, nil)
 	e.srv = miniotest.Start(t)
 	e.bucket = e.srv.NewBucket(t)
@@ -348,7 +349,7 @@ func TestH30ArchiveRatioAll(t *testing.T) {
 		t.Skip("real Kafka cluster")
 	}
 	start := time.Now()
-	e := h30Start(t, "--archive-replicas", "all")
+	e := h30Start(t, "", "--archive-replicas", "all")
 	e.produce(t, 25)
 	rolled := e.rolledAll(t, h30Topic, h30Partitions)
 	took := e.waitArchived(t, 2*time.Minute, "every replica archived", h30EveryReplica(rolled))
@@ -373,13 +374,13 @@ func TestH30BrokerKillRestore(t *testing.T) {
 	}
 	t.Run("all", func(t *testing.T) {
 		start := time.Now()
-		e := h30Start(t, "--archive-replicas", "all")
+		e := h30Start(t, "", "--archive-replicas", "all")
 		h30KillRestore(t, e, h30EveryReplica)
 		t.Logf("h30: test took %v", time.Since(start).Round(time.Millisecond))
 	})
 	t.Run("designated", func(t *testing.T) {
 		start := time.Now()
-		e := h30Start(t, "--archive-replicas", "designated", "--takeover-grace", h30Grace.String())
+		e := h30Start(t, "", "--archive-replicas", "designated", "--takeover-grace", h30Grace.String())
 		h30KillRestore(t, e, func(rolled map[int32]map[int32]h30Rolled) func(h30Coverage) error {
 			return h30AnyReplica(rolled, 1, 2, 3)
 		})
@@ -482,7 +483,7 @@ func h30KillRestore(t *testing.T, e *h30Env, before func(map[int32]map[int32]h30
 			time.Since(rstart).Round(time.Millisecond))
 		dirs = append(dirs, dst)
 	}
-	rc := kafkatest.StartCluster(t, kafkatest.ClusterOptions{LogDirs: dirs, SkipFormat: true, Props: e.props})
+	rc := kafkatest.StartCluster(t, kafkatest.ClusterOptions{Version: e.c.Version, LogDirs: dirs, SkipFormat: true, Props: e.props})
 	if rc.ClusterID != e.c.ClusterID {
 		t.Fatalf("restored cluster id %s, want %s", rc.ClusterID, e.c.ClusterID)
 	}

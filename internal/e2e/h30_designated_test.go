@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/segvault/segvault/internal/kafkatest"
 )
 
 // TestH30DesignatedRatio: with archive-replicas=designated (issue 16) the three agents of a
@@ -15,8 +17,20 @@ func TestH30DesignatedRatio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real Kafka cluster")
 	}
+	h30DesignatedRatio(t, kafkatest.DefaultVersion)
+}
+
+// TestH30DesignatedRatio39 is the same on Kafka 3.9 (its metadata records' versions differ).
+func TestH30DesignatedRatio39(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real Kafka cluster")
+	}
+	h30DesignatedRatio(t, kafkatest.SecondVersion)
+}
+
+func h30DesignatedRatio(t *testing.T, version string) {
 	start := time.Now()
-	e := h30Start(t, "--archive-replicas", "designated", "--takeover-grace", h30Grace.String())
+	e := h30Start(t, version, "--archive-replicas", "designated", "--takeover-grace", h30Grace.String())
 	e.produce(t, 25)
 	rolled := e.rolledAll(t, h30Topic, h30Partitions)
 	took := e.waitArchived(t, 2*time.Minute, "one copy archived", h30AnyReplica(rolled, 1, 2, 3))
