@@ -263,3 +263,97 @@ func keysOf[V any](m map[int32]V) []int32 {
 	sort.Slice(k, func(i, j int) bool { return k[i] < k[j] })
 	return k
 }
+
+// ZooKeeper-era layout (no metadata log on the disks): bucket claims decide.
+// Each partition is archived by one broker; when the owner's agent stops,
+// another takes the claim over after the TTL and archives without a gap.
+func TestH28DesignatedClaims(t *testing.T) {
+	brokers := h28Brokers(t)
+	for i := range brokers {
+		if err := os.RemoveAll(filepath.Join(brokers[i].dir, index.MetadataDirName)); err != nil {
+			t.Fatal(err)
+		}
+		brokers[i].cfg.ScanInterval = 100 * time.Millisecond
+		brokers[i].cfg.ClaimTTL = 300 * time.Millisecond
+	}
+	b, err := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range brokers {
+		h28Run(t, b, br.cfg)
+	}
+	got := h28Archived(t, b)
+	owners := map[int32]int32{}
+	for p := int32(0); p < 2; p++ {
+		if len(got[p]) != 1 {
+			t.Fatalf("p%d archived by %v, want one broker", p, keysOf(got[p]))
+		}
+		for id, rs := range got[p] {
+			owners[p] = id
+			if cov := mergeRanges(rs); len(cov) != 1 || cov[0] != h28Rolled(t, brokers[id-1].dir, p) {
+				t.Fatalf("p%d: broker %d archived %v", p, id, cov)
+			}
+		}
+	}
+	claims := 0
+	if err := b.List(context.Background(), "", func(oi uploader.ObjectInfo) error {
+		if strings.Contains(oi.Key, "/claims/") {
+			claims++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 2 {
+		t.Fatalf("%d claim objects, want 2", claims)
+	}
+	t.Logf("claim owners: %v", owners)
+
+	// A fresh archive: broker 1's agent takes both claims, then stops; the
+	// others take over once the claims have not changed for a TTL.
+	b2, err := uploader.NewLocal(filepath.Join(t.TempDir(), "archive2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Broker 1 claims the partitions (archiving them) and is never run again.
+	first := brokers[0].cfg
+	first.StateDir = t.TempDir()
+	h28Run(t, b2, first)
+	// Its claims expire (never renewed) and broker 2 takes them over.
+	cfg2 := brokers[1].cfg
+	cfg2.StateDir = t.TempDir()
+	a2, err := New(context.Background(), cfg2, NewArchive(b2, archive.NewEncoder(archive.EncoderOptions{}), archive.EncodeOptions{Compression: archive.CompressionNone}),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := a2.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		owned := 0
+		for p := int32(0); p < 2; p++ {
+			data, err := uploader.ReadAll(context.Background(), b2, archive.NewLayout("").ClaimKey(h28Cluster, "t", p), archive.MaxClaimSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := archive.DecodeClaim("claim", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Broker == 2 && c.TakenFrom == 1 {
+				owned++
+			}
+		}
+		if owned == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("broker 2 did not take the expired claims over")
+		}
+		time.Sleep(cfg2.ScanInterval)
+	}
+}

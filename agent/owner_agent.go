@@ -83,12 +83,15 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 		if st.TookOver {
 			log.Info("took over the partition claim of a broker that stopped renewing it", "broker", st.Owner)
 		}
-		if st.Mine || st.Owner < 0 {
+		if st.Owner < 0 {
 			return nil
+		}
+		if st.Mine {
+			return o.skipCovered(ctx, a, ps, id, now, log)
 		}
 		who = st.Owner
 	} else if role == RoleArchive {
-		return nil
+		return o.skipCovered(ctx, a, ps, id, now, log)
 	}
 	grace := cfg.TakeoverGrace
 	if grace == 0 {
@@ -235,6 +238,49 @@ func (o *ownership) takeover(ctx context.Context, a *Agent, ps partitionScan, id
 		take[b] = true
 	}
 	return take, nil
+}
+
+// skipCovered is the designated archiver's filter: it skips rolled
+// segments whose offsets the archive already holds from other replicas (a
+// new leader does not archive the history its predecessor archived, nor
+// what a standby took over). The archive is listed only when a segment is
+// not archived per local state and not covered by the ranges known.
+func (o *ownership) skipCovered(ctx context.Context, a *Agent, ps partitionScan, id BrokerIdentity, now time.Time, log interface {
+	Warn(string, ...any)
+}) func(*candidate) bool {
+	sp := o.part(ps.Path)
+	var pending []*candidate
+	for i := range ps.Candidates {
+		c := &ps.Candidates[i]
+		if c.Kind == archive.KindSegment && !c.Active && c.NextBase > c.Base && !a.archivedAlready(c) {
+			pending = append(pending, c)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	skip := func() map[int64]bool {
+		cov := mergeRanges(sp.ranges())
+		out := map[int64]bool{}
+		for _, c := range pending {
+			if covered(cov, OffsetRange{c.Base, c.NextBase}) {
+				out[c.Base] = true
+			}
+		}
+		return out
+	}
+	s := skip()
+	if len(s) < len(pending) {
+		if err := sp.refresh(ctx, a, id, ps, now); err != nil {
+			log.Warn("cannot tell what the archive holds for this partition; archiving every rolled segment", "err", err)
+			return nil
+		}
+		s = skip()
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	return func(c *candidate) bool { return c.Kind != archive.KindSegment || !s[c.Base] }
 }
 
 func (sp *standbyPart) ranges() []OffsetRange {

@@ -792,6 +792,12 @@ func fits(chain []Segment, s Segment) bool {
 		if i+1 < len(chain) && ch <= lo && hi <= chain[i+1].Manifest.BaseOffset {
 			return true
 		}
+		// ...or extend the chain past its end: with one archived copy per
+		// partition (archive-replicas=designated) the selected broker's own
+		// copies may stop where another replica took over.
+		if i+1 == len(chain) && ch <= lo {
+			return true
+		}
 	}
 	return len(chain) == 0 || hi <= chain[0].Manifest.BaseOffset
 }
