@@ -481,6 +481,33 @@ func h30KillRestore(t *testing.T, e *h30Env, before func(map[int32]map[int32]h30
 		}
 		t.Logf("h30: restored broker %d: %d partitions, %d segments, %d bytes in %v", n.ID(), rep.Partitions, rep.Segments, rep.Bytes,
 			time.Since(rstart).Round(time.Millisecond))
+		// Each broker on its own: every archived offset of every partition is in its
+		// restored log dir, with the produced key and value.
+		for p := int32(0); p < h30Partitions; p++ {
+			k := fmt.Sprintf("%s/%d", h30Topic, p)
+			end := final.end(-1, p)
+			got := h30ReadRecords(t, filepath.Join(dst, fmt.Sprintf("%s-%d", h30Topic, p)))
+			exp := map[int64]*kgo.Record{}
+			for _, r := range e.want.records[k] {
+				exp[r.Offset] = r
+			}
+			var missing []int64
+			for off := int64(0); off < end; off++ {
+				r, ok := got[off]
+				if !ok {
+					missing = append(missing, off)
+					continue
+				}
+				if w := exp[off]; w == nil || string(w.Key) != string(r.Key) || string(w.Value) != string(r.Value) {
+					t.Errorf("restored broker %d %s offset %d: key %q differs from the produced record", n.ID(), k, off, r.Key)
+					break
+				}
+			}
+			if len(missing) > 0 {
+				t.Errorf("restored broker %d %s: %d of the archived offsets [0,%d) missing (first %d, last %d)", n.ID(), k,
+					len(missing), end, missing[0], missing[len(missing)-1])
+			}
+		}
 		dirs = append(dirs, dst)
 	}
 	rc := kafkatest.StartCluster(t, kafkatest.ClusterOptions{Version: e.c.Version, LogDirs: dirs, SkipFormat: true, Props: e.props})
@@ -563,4 +590,44 @@ func h30ConsumeAll(t *testing.T, c *kafkatest.Cluster, floor map[string]int64, t
 		}
 	}
 	return got
+}
+
+// h30ReadRecords reads every record of a partition dir's .log files: offset -> record.
+func h30ReadRecords(t *testing.T, dir string) map[int64]segment.Record {
+	t.Helper()
+	files, err := kafkatest.SegmentFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]segment.Record{}
+	for _, f := range files {
+		n, ok := segment.ParseFileName(filepath.Base(f))
+		if !ok {
+			continue
+		}
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := fh.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := segment.NewReader(fh, fi.Size(), f, segment.ReaderOptions{BaseOffset: n.BaseOffset})
+		for r.Next() {
+			recs, err := r.Records()
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				break
+			}
+			for _, rec := range recs {
+				out[rec.Offset] = rec
+			}
+		}
+		if err := r.Err(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		fh.Close()
+	}
+	return out
 }
