@@ -136,6 +136,9 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range c.nodes {
+				if errs := n.ErrorLines(20); errs != "" {
+					t.Logf("kafkatest: cluster node %d log %s (first ERROR/FATAL lines):\n%s", n.id, n.LogPath(), errs)
+				}
 				t.Logf("kafkatest: cluster node %d log %s (last %d lines):\n%s", n.id, n.LogPath(), logTailLines, n.LogTail(logTailLines))
 			}
 		}
@@ -561,6 +564,25 @@ func (n *Node) LogTail(lines int) string {
 		return b.LogTail(lines)
 	}
 	return "(never started)"
+}
+
+// ErrorLines returns up to n lines of the node's broker log that log at ERROR or FATAL level
+// (the cause of a crash is often far above the log's tail), "" if there are none.
+func (n *Node) ErrorLines(max int) string {
+	data, err := os.ReadFile(n.LogPath())
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "] ERROR ") || strings.Contains(l, "] FATAL ") || strings.Contains(l, "Exiting Kafka") {
+			out = append(out, l)
+			if len(out) == max {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Broker returns the node's current (or last) process, nil before its first start.
