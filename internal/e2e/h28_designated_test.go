@@ -122,7 +122,12 @@ func h28Leaders(t *testing.T, adm *kadm.Client) map[int32]int32 {
 // without a gap; when a broker dies its partitions' new leaders archive
 // them, again without a gap.
 func TestH28ThreeBrokersDesignated(t *testing.T) {
-	version := kafkatest.DefaultVersion
+	for _, v := range kafkatest.Versions {
+		t.Run(v, func(t *testing.T) { h28ThreeBrokers(t, v) })
+	}
+}
+
+func h28ThreeBrokers(t *testing.T, version string) {
 	props := kafkatest.DefaultProps(version)
 	props["offsets.topic.replication.factor"] = "3"
 	props["default.replication.factor"] = "3"
