@@ -132,7 +132,7 @@ func h28ThreeBrokers(t *testing.T, version string) {
 	props["offsets.topic.replication.factor"] = "3"
 	props["default.replication.factor"] = "3"
 	props["unclean.leader.election.enable"] = "false"
-	brokers := kafkatest.StartCluster(t, 3, kafkatest.Options{Version: version, SegmentBytes: 16 << 10, Props: props,
+	brokers := kafkatest.StartClusterBrokers(t, 3, kafkatest.Options{Version: version, SegmentBytes: 16 << 10, Props: props,
 		JavaOpts: append([]string{"-Xmx320m"}, kafkatest.DefaultJavaOpts[1:]...)})
 	ctx := context.Background()
 	adm := kadm.NewClient(brokers[0].Client(t))

@@ -10,15 +10,15 @@ import (
 	"time"
 )
 
-// StartCluster starts n combined broker+controller nodes, node ids 1..n, that form one KRaft
+// StartClusterBrokers starts n combined broker+controller nodes, node ids 1..n, that form one KRaft
 // cluster with a static voter set of all n (so any majority keeps it running). Each node has
 // its own fresh log dir; opts applies to every node (LogDir, NodeID and SkipFormat must be
 // unset). The nodes are killed when the test ends. Topics with replication factor > 1 need
 // the caller's own CreateTopics (Broker.CreateTopic uses replication factor 1).
-func StartCluster(t testing.TB, n int, opts Options) []*Broker {
+func StartClusterBrokers(t testing.TB, n int, opts Options) []*Broker {
 	t.Helper()
 	if n < 1 || opts.LogDir != "" || opts.NodeID != 0 || opts.SkipFormat {
-		t.Fatalf("kafkatest: StartCluster(%d): LogDir, NodeID and SkipFormat must be unset", n)
+		t.Fatalf("kafkatest: StartClusterBrokers(%d): LogDir, NodeID and SkipFormat must be unset", n)
 	}
 	if opts.Version == "" {
 		opts.Version = DefaultVersion

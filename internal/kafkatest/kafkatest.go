@@ -173,6 +173,7 @@ type Broker struct {
 	propsPath      string
 	addr           string
 	controllerAddr string
+	voters         string // controller.quorum.voters of a multi-node cluster (cluster.go); empty: this node alone
 
 	cmd     *exec.Cmd
 	cdsDump bool          // the JVM dumps a CDS archive at exit (slower stop)
@@ -596,6 +597,9 @@ func (b *Broker) serverProps() map[string]string {
 	// unlike a dynamic (KIP-853) quorum, stores no controller endpoint in the metadata log, so
 	// the log dir can be rebooted on other ports (restart, restore).
 	p["controller.quorum.voters"] = id + "@" + b.controllerAddr
+	if b.voters != "" {
+		p["controller.quorum.voters"] = b.voters
+	}
 	p["controller.listener.names"] = "CONTROLLER"
 	p["listeners"] = "PLAINTEXT://" + b.addr + ",CONTROLLER://" + b.controllerAddr
 	p["advertised.listeners"] = "PLAINTEXT://" + b.addr
