@@ -37,3 +37,23 @@ func TestH36InfoStoredCountsTails(t *testing.T) {
 		t.Errorf("broker stored %d, want %d", b.StoredBytes, versions+tails)
 	}
 }
+
+// TestH36InfoBucketClockAhead: restore uses the newest version whatever its
+// time, so info does too: a version whose manifest's modification time (the
+// bucket's clock) is ahead of the host's still counts for the newest offset
+// and leaves no gap.
+func TestH36InfoBucketClockAhead(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	a.versionV2("kv", 0, 1, 0, 100, now.Add(-time.Hour), "")
+	a.versionV2("kv", 0, 1, 100, 200, now.Add(10*time.Minute), "")
+	inv, err := ListPruneInventory(context.Background(), a.b, a.l, "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := Info(inv, now)
+	p := info.Clusters[0].Topics[0].Partitions[0]
+	if p.NewestOffset != 199 || len(p.Gaps) != 0 {
+		t.Errorf("newest offset %d (want 199), gaps %v", p.NewestOffset, p.Gaps)
+	}
+}

@@ -180,7 +180,9 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 		var live []*PruneVersion
 		for b, bvs := range byBroker {
 			pi.Brokers = append(pi.Brokers, b)
-			for _, i := range liveAt(bvs, now, false) {
+			// restore's view: the newest versions whatever their capture
+			// time (a bucket clock ahead of this host's puts it after now)
+			for _, i := range liveAt(bvs, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), false) {
 				live = append(live, bvs[i])
 			}
 		}
