@@ -108,3 +108,19 @@ func TestH36PruneDryRunMinIO(t *testing.T) {
 		}
 	}
 }
+
+// TestH36PruneTailNeverRolled: the captures of a partition that never
+// rolled are its only copy however old: they stay, and so does a tail of
+// that partition's broker whose other partitions all rolled long ago.
+func TestH36PruneTailNeverRolled(t *testing.T) {
+	a := h29NewLocal(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	tm, pk := a.h36Tail("idle", 0, 1, 1, 0, 0, 10, 0, 5, now.Add(-30*day))
+	a.versionV2("kv", 0, 1, 0, 100, now.Add(-20*day), "")
+	tm2, pk2 := a.h36Tail("kv", 0, 1, 2, 0, 0, 10, 0, 50, now.Add(-25*day))
+	a.prune(PruneOptions{KeepWithin: day, Now: now, DeleteDelay: -1})
+	keys := a.keys()
+	h29Has(t, keys, true, tm, pk)
+	h29Has(t, keys, false, tm2, pk2)
+}
