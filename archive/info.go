@@ -3,6 +3,7 @@ package archive
 import (
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -179,7 +180,9 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 		var live []*PruneVersion
 		for b, bvs := range byBroker {
 			pi.Brokers = append(pi.Brokers, b)
-			for _, i := range liveAt(bvs, now, false) {
+			// restore's view: the newest versions whatever their capture
+			// time (a bucket clock ahead of this host's puts it after now)
+			for _, i := range liveAt(bvs, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), false) {
 				live = append(live, bvs[i])
 			}
 		}
@@ -294,6 +297,53 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 					bi.StoredBytes += d.Size
 				}
 			}
+		}
+	}
+	// Stored is every object in the bucket: the cluster's total counts the
+	// tail captures (manifests and packs), gap markers, log-dir captures,
+	// orphans and deletion marks too; a broker's its tail captures, gap
+	// markers and log-dir captures.
+	extra := func(cluster string, broker int32, n int64) {
+		if ci := clusters[cluster]; ci != nil {
+			ci.StoredBytes += n
+		}
+		if bi := brokers[cluster][broker]; bi != nil && broker >= 0 {
+			bi.StoredBytes += n
+		}
+	}
+	packBroker := map[string]int32{}
+	for _, tl := range inv.Tails {
+		b := int32(-1)
+		if tl.T != nil {
+			b = tl.T.BrokerID
+			packBroker[tl.T.PackKey] = b
+		}
+		extra(tl.Cluster, b, tl.Object.Size)
+	}
+	for _, p := range inv.Packs {
+		b, ok := packBroker[p.Object.Key]
+		if !ok {
+			b = -1
+		}
+		extra(p.Cluster, b, p.Object.Size)
+	}
+	for _, g := range inv.Gaps {
+		b := int32(-1)
+		if g.G != nil {
+			b = g.G.BrokerID
+		}
+		extra(g.Cluster, b, g.Object.Size)
+	}
+	for _, ld := range inv.LogDirs {
+		extra(ld.Cluster, ld.Broker, ld.Object.Size)
+	}
+	for _, o := range inv.Orphans {
+		extra(o.Cluster, -1, o.Object.Size)
+	}
+	for _, m := range inv.Marks {
+		// <prefix>v2/<cluster>/deletion-marks/<id>.json
+		if f := strings.Split(m.Object.Key, "/"); len(f) >= 3 && f[len(f)-2] == DeletionMarkDir {
+			extra(f[len(f)-3], -1, m.Object.Size)
 		}
 	}
 	var cs []string

@@ -366,6 +366,32 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 		}
 		return end
 	}
+	// A capture is replaced only when the versions live at the window's
+	// start (any replica's: restore splices another replica's captures
+	// past their end, restore/tail.go spliceOverlap) cover its whole
+	// chain, from the segment's base to the end of the chain's furthest
+	// capture: restore rebuilds the segment from the chain's first bytes.
+	type chainKey struct {
+		cluster, topic, topicID string
+		partition               int32
+		broker                  int32
+		base                    int64
+	}
+	chainEnd := map[chainKey]int64{}
+	for _, tl := range inv.Tails {
+		if tl.T == nil {
+			continue
+		}
+		for _, c := range tl.T.Captures {
+			k := chainKey{tl.Cluster, c.Topic, c.TopicID, c.Partition, tl.T.BrokerID, c.SegmentBase}
+			chainEnd[k] = max(chainEnd[k], c.SegmentBase+1, c.LastOffset+1)
+		}
+	}
+	replaced := func(cluster string, broker int32, c TailCapture) bool {
+		pk := partKey{cluster, c.Topic, c.TopicID, c.Partition}
+		end := chainEnd[chainKey{cluster, c.Topic, c.TopicID, c.Partition, broker, c.SegmentBase}]
+		return c.SegmentBase < rolledEnd(pk) && rangeCovered(liveAtStart[pk], c.SegmentBase, end)
+	}
 	// A manifest that does not decode may name chunks in tail packs: then
 	// no pack goes.
 	keepPacks := len(plan.Undecodable) > 0
@@ -386,7 +412,7 @@ func PlanPrune(inv *PruneInventory, layout Layout, opts PruneOptions) *PrunePlan
 				if !deletable {
 					break
 				}
-				deletable = c.SegmentBase < rolledEnd(partKey{tl.Cluster, c.Topic, c.TopicID, c.Partition})
+				deletable = replaced(tl.Cluster, t.BrokerID, c)
 			}
 		} else {
 			plan.Undecodable = append(plan.Undecodable, tl.Object.Key)

@@ -55,7 +55,8 @@ func (v PruneVersion) CaptureTime() time.Time {
 type PruneGap struct {
 	Cluster string
 	Object  uploader.ObjectInfo
-	G       *GapMarker // nil: does not decode (kept)
+	G       *GapMarker // nil: does not decode (kept; Err says why)
+	Err     string
 }
 
 // PruneLogDir is a log-dir (root files) capture, known from its key alone.
@@ -72,7 +73,8 @@ type PruneLogDir struct {
 type PruneTail struct {
 	Cluster string
 	Object  uploader.ObjectInfo
-	T       *TailManifest // nil: does not decode (kept, with its pack)
+	T       *TailManifest // nil: does not decode (kept, with its pack; Err says why)
+	Err     string
 }
 
 // PruneObject is a data object that may be an orphan: Guard is the
@@ -199,14 +201,24 @@ func ListPruneInventory(ctx context.Context, b uploader.BucketReader, layout Lay
 	for i := range inv.Gaps {
 		e := &inv.Gaps[i]
 		read(e.Object.Key, func(data []byte) error {
-			e.G, _ = DecodeGapMarker(e.Object.Key, data)
+			g, err := DecodeGapMarker(e.Object.Key, data)
+			if err != nil {
+				e.Err = err.Error()
+			} else {
+				e.G = g
+			}
 			return nil
 		})
 	}
 	for i := range inv.Tails {
 		e := &inv.Tails[i]
 		read(e.Object.Key, func(data []byte) error {
-			e.T, _ = DecodeTailManifest(e.Object.Key, data)
+			m, err := DecodeTailManifest(e.Object.Key, data)
+			if err != nil {
+				e.Err = err.Error()
+			} else {
+				e.T = m
+			}
 			return nil
 		})
 	}

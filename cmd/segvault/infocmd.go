@@ -29,7 +29,8 @@ segment holds), and the RPO now: the age of the newest archived data (per partit
 broker the largest over its partitions). An idle partition's RPO grows although nothing is
 at risk: compare it with the partition's traffic. --json adds every partition.
 
-Exit status: 0, 1 when a manifest does not decode (named on standard error), 2 usage.
+Exit status: 0, 1 when a manifest, tail manifest or gap marker does not decode (named on standard
+error), 2 usage.
 
 Examples:
   segvault info --bucket s3://kafka-archive
@@ -64,6 +65,18 @@ func runInfo(c *cli.Context) error {
 		if v.M == nil {
 			bad++
 			fmt.Fprintf(c.App.ErrWriter, "segvault: %s\n", v.Err)
+		}
+	}
+	for _, g := range inv.Gaps {
+		if g.G == nil {
+			bad++
+			fmt.Fprintf(c.App.ErrWriter, "segvault: %s (left out)\n", g.Err)
+		}
+	}
+	for _, tl := range inv.Tails {
+		if tl.T == nil {
+			bad++
+			fmt.Fprintf(c.App.ErrWriter, "segvault: %s (left out)\n", tl.Err)
 		}
 	}
 	if bad > 0 {
