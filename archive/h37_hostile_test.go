@@ -38,3 +38,47 @@ func TestH37TinyChunksPlanLinear(t *testing.T) {
 		t.Fatal("planning 300000 tiny chunks did not finish in 5s (quadratic)")
 	}
 }
+
+// A v2 manifest's data keys and chunk keys are where the reader GETs: a
+// hostile or misplaced manifest must not send it to another version's
+// objects, outside the layout, or through "..".
+func TestH37ManifestKeysConfined(t *testing.T) {
+	base := h21V2Manifest()
+	dir := strings.TrimSuffix(base.Files[0].DataKey, base.Files[0].Name+".sv2")
+	mkey := dir + ManifestName
+	l := NewLayout("pre")
+	pack := l.TailPackKey("c", 1, 7, "0123456789abcdef")
+	other := strings.Replace(dir, "/00000000000000000000/", "/00000000000000000099/", 1)
+	cases := []struct {
+		name, key string
+		edit      func(m *SegmentManifest)
+		want      string // "" = valid
+	}{
+		{"valid", mkey, func(m *SegmentManifest) {}, ""},
+		{"valid, any key", "k", func(m *SegmentManifest) {}, ""},
+		{"chunk in a tail pack", mkey, func(m *SegmentManifest) { m.Files[0].Chunks[1].Key = pack; m.Files[0].Chunks[1].Offset = 5 }, ""},
+		{"data key of another version", mkey, func(m *SegmentManifest) { m.Files[0].DataKey = other + m.Files[0].Name + ".sv2" }, "data_key"},
+		{"data key of another file", mkey, func(m *SegmentManifest) { m.Files[0].DataKey = m.Files[1].DataKey }, "data_key"},
+		{"data key with ..", "k", func(m *SegmentManifest) { m.Files[0].DataKey = dir + "../../x.sv2" }, "data_key"},
+		{"chunk key with ..", mkey, func(m *SegmentManifest) { m.Files[0].Chunks[1].Key = "pre/v2/c/brokers/1/tails/../../../../etc.pack" }, "chunk 1"},
+		{"chunk key not a pack", mkey, func(m *SegmentManifest) { m.Files[0].Chunks[1].Key = other + "00000000000000000000.log.sv2" }, "chunk 1"},
+		{"chunk key another cluster's pack", mkey, func(m *SegmentManifest) { m.Files[0].Chunks[1].Key = l.TailPackKey("c2", 1, 7, "0123456789abcdef") }, "chunk 1"},
+	}
+	for _, c := range cases {
+		m := h21V2Manifest()
+		c.edit(m)
+		data, err := EncodeManifest(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = DecodeSegmentManifest(c.key, data)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && err == nil:
+			t.Errorf("%s: accepted", c.name)
+		case c.want != "" && (!strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key)):
+			t.Errorf("%s: error %q does not name %q and the manifest", c.name, err, c.want)
+		}
+	}
+}

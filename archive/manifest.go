@@ -3,6 +3,7 @@ package archive
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segvault/segvault/segment"
@@ -217,7 +218,7 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 		return nil, fmt.Errorf("manifest %s: no summary or no files", key)
 	}
 	if m.Version == ManifestVersionV2 {
-		if err := checkV2(&m); err != nil {
+		if err := checkV2(key, &m); err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", key, err)
 		}
 	}
@@ -232,9 +233,23 @@ const MaxChunkRawSize = 16 * DefaultChunkSize
 // its data key and chunks (no v1 object; chunks cover exactly [0, Size) in
 // order; the chunks stored in the data object are its whole content, in
 // order, from offset 0; sizes, CRCs, compression and encryption sane).
-func checkV2(m *SegmentManifest) error {
+//
+// Keys are where a reader GETs, so they are confined: no empty, "." or ".."
+// element; a file's data_key is <manifest dir><name>.sv2 when key is a
+// manifest key (the writer puts them together); a chunk's key, when set,
+// is a tail-capture pack (.../brokers/<broker>/tails/<name>.pack) of the
+// manifest's own cluster.
+func checkV2(key string, m *SegmentManifest) error {
 	if !isVersionID(m.UploadID) {
 		return fmt.Errorf("version 2 manifest without a valid upload_id (%q)", m.UploadID)
+	}
+	dir, root := "", ""
+	if d, ok := strings.CutSuffix(key, "/"+ManifestName); ok {
+		dir = d + "/"
+		// <root>/topics/<topic>/<part>/<topic-id>/<segments|snapshots>/<x>/<broker>-<id>
+		if e := strings.Split(d, "/"); len(e) > 7 && e[len(e)-7] == "topics" {
+			root = strings.Join(e[:len(e)-7], "/") + "/"
+		}
 	}
 	for i, f := range m.Files {
 		where := fmt.Sprintf("file %d (%q)", i, f.Name)
@@ -243,6 +258,9 @@ func checkV2(m *SegmentManifest) error {
 		}
 		if f.DataKey == "" {
 			return fmt.Errorf("%s: no data_key", where)
+		}
+		if !saneKey(f.DataKey) || dir != "" && f.DataKey != dir+f.Name+".sv2" {
+			return fmt.Errorf("%s: data_key %q is not %s<name>.sv2 (this manifest's own data object)", where, f.DataKey, dir)
 		}
 		if f.Size < 0 {
 			return fmt.Errorf("%s: negative size %d", where, f.Size)
@@ -258,6 +276,9 @@ func checkV2(m *SegmentManifest) error {
 			}
 			if c.Offset < 0 || c.Key == "" && c.Offset != stored {
 				return fmt.Errorf("%s: offset %d, want %d (the data object is its chunks, in order)", cw, c.Offset, stored)
+			}
+			if c.Key != "" && !tailPackKey(c.Key, root) {
+				return fmt.Errorf("%s: key %q is not a tail-capture pack of this cluster (%sbrokers/<broker>/tails/<name>.pack)", cw, c.Key, root)
 			}
 			if !isCRC(c.CRC32C) || !isCRC(c.RawCRC32C) {
 				return fmt.Errorf("%s: crc32c %q / raw_crc32c %q: want 8 hex digits", cw, c.CRC32C, c.RawCRC32C)
@@ -281,6 +302,30 @@ func checkV2(m *SegmentManifest) error {
 		}
 	}
 	return nil
+}
+
+// saneKey reports whether k is an object key with no empty, "." or ".."
+// element.
+func saneKey(k string) bool {
+	for _, e := range strings.Split(k, "/") {
+		if e == "" || e == "." || e == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// tailPackKey reports whether k is <root>brokers/<broker>/tails/<name>.pack
+// (any root when root is "").
+func tailPackKey(k, root string) bool {
+	if !saneKey(k) || !strings.HasSuffix(k, ".pack") {
+		return false
+	}
+	e := strings.Split(k, "/")
+	if len(e) < 4 || e[len(e)-2] != "tails" || e[len(e)-4] != "brokers" {
+		return false
+	}
+	return root == "" || strings.Join(e[:len(e)-4], "/")+"/" == root
 }
 
 func isCRC(s string) bool {
