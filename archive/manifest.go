@@ -236,7 +236,9 @@ const MaxChunkRawSize = 16 * DefaultChunkSize
 //
 // Keys are where a reader GETs, so they are confined: no empty, "." or ".."
 // element; a file's data_key is <manifest dir><name>.sv2 when key is a
-// manifest key (the writer puts them together); a chunk's key, when set,
+// manifest key (the writer puts them together; a key given as a longer
+// path, a local store's file, may carry more leading elements than the
+// object key); a chunk's key, when set,
 // is a tail-capture pack (.../brokers/<broker>/tails/<name>.pack) of the
 // manifest's own cluster.
 func checkV2(key string, m *SegmentManifest) error {
@@ -259,8 +261,12 @@ func checkV2(key string, m *SegmentManifest) error {
 		if f.DataKey == "" {
 			return fmt.Errorf("%s: no data_key", where)
 		}
-		if !saneKey(f.DataKey) || dir != "" && f.DataKey != dir+f.Name+".sv2" {
-			return fmt.Errorf("%s: data_key %q is not %s<name>.sv2 (this manifest's own data object)", where, f.DataKey, dir)
+		// (an illegal file name is restore's check, which names it as such)
+		base := f.DataKey[strings.LastIndexByte(f.DataKey, '/')+1:]
+		plain := f.Name != "" && f.Name != "." && f.Name != ".." && !strings.ContainsAny(f.Name, "/\\")
+		if !saneKey(f.DataKey) || !strings.HasSuffix(base, ".sv2") || plain && base != f.Name+".sv2" ||
+			dir != "" && !sameDir(f.DataKey, base, dir, 9) {
+			return fmt.Errorf("%s: data_key %q is outside the segment's prefix %s (want <prefix><name>.sv2, this manifest's own data object)", where, f.DataKey, dir)
 		}
 		if f.Size < 0 {
 			return fmt.Errorf("%s: negative size %d", where, f.Size)
@@ -278,7 +284,7 @@ func checkV2(key string, m *SegmentManifest) error {
 				return fmt.Errorf("%s: offset %d, want %d (the data object is its chunks, in order)", cw, c.Offset, stored)
 			}
 			if c.Key != "" && !tailPackKey(c.Key, root) {
-				return fmt.Errorf("%s: key %q is not a tail-capture pack of this cluster (%sbrokers/<broker>/tails/<name>.pack)", cw, c.Key, root)
+				return fmt.Errorf("%s: in object %q, neither its data object nor a tail pack of this cluster (%sbrokers/<broker>/tails/<name>.pack)", cw, c.Key, root)
 			}
 			if !isCRC(c.CRC32C) || !isCRC(c.RawCRC32C) {
 				return fmt.Errorf("%s: crc32c %q / raw_crc32c %q: want 8 hex digits", cw, c.CRC32C, c.RawCRC32C)
@@ -325,7 +331,18 @@ func tailPackKey(k, root string) bool {
 	if len(e) < 4 || e[len(e)-2] != "tails" || e[len(e)-4] != "brokers" {
 		return false
 	}
-	return root == "" || strings.Join(e[:len(e)-4], "/")+"/" == root
+	return root == "" || sameDir(k, strings.Join(e[len(e)-4:], "/"), root, 2)
+}
+
+// sameDir reports whether k is <d>name where d is dir or, for a caller
+// that names the manifest by a longer path (a local store's file), d has at
+// least min elements and dir ends with "/"+d.
+func sameDir(k, name, dir string, min int) bool {
+	d, ok := strings.CutSuffix(k, name)
+	if !ok || !strings.HasSuffix(d, "/") {
+		return false
+	}
+	return d == dir || strings.Count(d, "/") >= min && strings.HasSuffix(dir, "/"+d)
 }
 
 func isCRC(s string) bool {
