@@ -1,9 +1,15 @@
 package archive
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segvault/segvault/uploader"
 )
 
 // h37TinyChunks is a record of n adjacent 1-byte chunks in one object.
@@ -80,5 +86,64 @@ func TestH37ManifestKeysConfined(t *testing.T) {
 		case c.want != "" && (!strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key)):
 			t.Errorf("%s: error %q does not name %q and the manifest", c.name, err, c.want)
 		}
+	}
+}
+
+// Hostile stored bytes under a v2 record: a data object replaced by another
+// of the same size, a chunk past the object's end, a chunk offset near
+// int64 max. Each read fails with an error naming the object and the
+// check, never a panic or a trusted wrong byte.
+func TestH37OpenFileHostileObjects(t *testing.T) {
+	ctx := context.Background()
+	b, err := uploader.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20+77)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	key := "v2/c/topics/t/0/x/segments/00000000000000000000/1-0123456789abcdef/00000000000000000000.log.sv2"
+	rec := h22WriteV2(t, b, key, data, WriterOptions{Compression: CompressionNone, ChunkSize: 1 << 20, Name: "00000000000000000000.log"})
+	if got, err := h22ReadFile(t, b, rec, DecodeOptions{}); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("clean read: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(r *FileRecord)
+		want []string
+	}{
+		{"past the end", func(r *FileRecord) { r.Chunks[3].Offset += 10 }, []string{key, "stored size"}},
+		{"offset near int64 max", func(r *FileRecord) { r.Chunks[1].Offset = math.MaxInt64 - 5 }, []string{key, "stored size", "range past the end"}},
+		{"offset at int64 max, other key", func(r *FileRecord) {
+			r.Chunks[1].Key, r.Chunks[1].Offset = "v2/c/brokers/1/tails/00000000000000000001-0123456789abcdef.pack", math.MaxInt64
+		}, []string{"tails"}},
+	} {
+		r := rec
+		r.Chunks = append([]Chunk(nil), rec.Chunks...)
+		c.edit(&r)
+		_, err := h22ReadFile(t, b, r, DecodeOptions{})
+		t.Logf("%s: %v", c.name, err)
+		if err == nil {
+			t.Errorf("%s: read succeeded", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not name %q", c.name, err, w)
+			}
+		}
+	}
+	// The same size, other bytes.
+	other := append([]byte(nil), data...)
+	other[2<<20+5] ^= 1
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	h22WriteV2(t, b, key, other, WriterOptions{Compression: CompressionNone, ChunkSize: 1 << 20, Name: "00000000000000000000.log"})
+	_, err = h22ReadFile(t, b, rec, DecodeOptions{})
+	var ie *IntegrityError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "chunk 2") || !strings.Contains(err.Error(), "crc32c") || !strings.Contains(err.Error(), key) {
+		t.Fatalf("replaced object: %v", err)
 	}
 }
