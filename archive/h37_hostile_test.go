@@ -147,3 +147,40 @@ func TestH37OpenFileHostileObjects(t *testing.T) {
 		t.Fatalf("replaced object: %v", err)
 	}
 }
+
+// Encryption: a reader without the key says which key and object; a
+// rotated key list (new key first) still reads; a chunk whose key_id names
+// another key the reader has fails authentication, never yields bytes.
+func TestH37WrongKey(t *testing.T) {
+	b, err := uploader.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(c byte) *Key {
+		k, err := ParseCryptKey(bytes.Repeat([]byte{c}, KeySize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	a, bk := mk(1), mk(2)
+	data := bytes.Repeat([]byte("segvault h37 "), 200000)
+	key := "v2/c/x.sv2"
+	rec := h22WriteV2(t, b, key, data, WriterOptions{ChunkSize: 1 << 20, Key: a, Name: "f"})
+	if _, err := h22ReadFile(t, b, rec, DecodeOptions{Keys: []*Key{bk}}); !errors.Is(err, uploader.ErrUnknownKey) ||
+		!strings.Contains(err.Error(), a.ID()) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("without the key: %v", err)
+	}
+	if got, err := h22ReadFile(t, b, rec, DecodeOptions{Keys: []*Key{bk, a}}); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("rotated keys: %v", err)
+	}
+	r := rec
+	r.Chunks = append([]Chunk(nil), rec.Chunks...)
+	r.Chunks[1].KeyID = bk.ID()
+	_, err = h22ReadFile(t, b, r, DecodeOptions{Keys: []*Key{bk, a}})
+	var ie *IntegrityError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "chunk 1") {
+		t.Fatalf("key_id of another key: %v", err)
+	}
+	t.Log(err)
+}
