@@ -184,3 +184,18 @@ func TestH37WrongKey(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// A version 1 manifest whose files carry v2 fields (data_key, chunks) would
+// be read as v2 (FileRecord.IsV2) without any of the v2 checks: rejected.
+func TestH37V1ManifestWithV2Records(t *testing.T) {
+	m := h21V2Manifest()
+	m.Version, m.UploadID, m.SourceModTime, m.CreatedAt = ManifestVersion, "", time.Time{}, time.Now().UTC()
+	m.Files[0].DataKey = "../../elsewhere.sv2"
+	data, err := EncodeManifest(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeSegmentManifest("k", data); err == nil || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "k") {
+		t.Fatalf("v1 manifest with v2 records: %v", err)
+	}
+}

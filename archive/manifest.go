@@ -222,6 +222,12 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 			return nil, fmt.Errorf("manifest %s: %w", key, err)
 		}
 	}
+	for i, f := range m.Files {
+		// A v2 record (read as chunks) in a v1 manifest would skip checkV2.
+		if m.Version == ManifestVersion && (f.DataKey != "" || len(f.Chunks) > 0) {
+			return nil, fmt.Errorf("manifest %s: file %d (%q): data_key/chunks (version 2 fields) in a version 1 manifest", key, i, f.Name)
+		}
+	}
 	return &m, nil
 }
 
