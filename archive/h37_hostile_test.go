@@ -3,8 +3,12 @@ package archive
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +201,39 @@ func TestH37V1ManifestWithV2Records(t *testing.T) {
 	}
 	if _, err := DecodeSegmentManifest("k", data); err == nil || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "k") {
 		t.Fatalf("v1 manifest with v2 records: %v", err)
+	}
+}
+
+// A record of many tiny chunks must not cost a chunk-sized buffer per
+// chunk: 100 one-byte chunks are read with little memory.
+func TestH37TinyChunksMemory(t *testing.T) {
+	ctx := context.Background()
+	b, err := uploader.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	data := make([]byte, n)
+	rec := FileRecord{Name: "f", Size: n, DataKey: "v2/c/tiny.sv2", Chunks: make([]Chunk, n)}
+	for i := range data {
+		data[i] = byte(i)
+		crc := formatCRC(crc32.Checksum(data[i:i+1], castagnoli))
+		rec.Chunks[i] = Chunk{Offset: int64(i), StoredSize: 1, RawSize: 1, CRC32C: crc, RawCRC32C: crc, Compression: CompressionNone}
+	}
+	sum := sha256.Sum256(data)
+	rec.SHA256 = hex.EncodeToString(sum[:])
+	if err := b.Create(ctx, rec.DataKey, bytes.NewReader(data), n, uploader.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := h22ReadFile(t, b, rec, DecodeOptions{})
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+		t.Fatalf("reading %d one-byte chunks allocated %d MiB", n, d>>20)
 	}
 }

@@ -171,7 +171,9 @@ func (r *v2Reader) fetch(j *rangeJob) error {
 		wg.Go(func() {
 			defer func() { <-r.dec }()
 			var dst []byte
-			if ch.RawSize <= DefaultChunkSize {
+			// A pooled chunk-sized buffer only for a chunk of about that
+			// size: a table of tiny chunks must not hold one per chunk.
+			if ch.RawSize > DefaultChunkSize/2 && ch.RawSize <= DefaultChunkSize {
 				dst = chunkBufs.Get().([]byte)[:0]
 			}
 			where := fmt.Sprintf("%s (file %s chunk %d at offset %d)", j.key, r.rec.Name, j.first+i, ch.Offset)
