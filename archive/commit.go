@@ -266,6 +266,9 @@ func Commit(ctx context.Context, st CommitStore, req CommitRequest) (CommitResul
 			return fail(fmt.Errorf("upload %s: %w", f.Name, err))
 		}
 		uploaded = append(uploaded, key)
+		if rec.Size != f.Size { // shrunk between stat and read: not the file the agent saw
+			return fail(fmt.Errorf("upload %s: stored %d bytes of %d", f.Path, rec.Size, f.Size))
+		}
 		rec.Name, rec.ModTime = f.Name, f.ModTime
 		m.Files = append(m.Files, rec)
 		res.Raw += rec.Size

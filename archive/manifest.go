@@ -3,6 +3,7 @@ package archive
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segvault/segvault/segment"
@@ -217,8 +218,14 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 		return nil, fmt.Errorf("manifest %s: no summary or no files", key)
 	}
 	if m.Version == ManifestVersionV2 {
-		if err := checkV2(&m); err != nil {
+		if err := checkV2(key, &m); err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", key, err)
+		}
+	}
+	for i, f := range m.Files {
+		// A v2 record (read as chunks) in a v1 manifest would skip checkV2.
+		if m.Version == ManifestVersion && (f.DataKey != "" || len(f.Chunks) > 0) {
+			return nil, fmt.Errorf("manifest %s: file %d (%q): data_key/chunks (version 2 fields) in a version 1 manifest", key, i, f.Name)
 		}
 	}
 	return &m, nil
@@ -232,9 +239,25 @@ const MaxChunkRawSize = 16 * DefaultChunkSize
 // its data key and chunks (no v1 object; chunks cover exactly [0, Size) in
 // order; the chunks stored in the data object are its whole content, in
 // order, from offset 0; sizes, CRCs, compression and encryption sane).
-func checkV2(m *SegmentManifest) error {
+//
+// Keys are where a reader GETs, so they are confined: no empty, "." or ".."
+// element; a file's data_key is <manifest dir><name>.sv2 when key is a
+// manifest key (the writer puts them together; a key given as a longer
+// path, a local store's file, may carry more leading elements than the
+// object key); a chunk's key, when set,
+// is a tail-capture pack (.../brokers/<broker>/tails/<name>.pack) of the
+// manifest's own cluster.
+func checkV2(key string, m *SegmentManifest) error {
 	if !isVersionID(m.UploadID) {
 		return fmt.Errorf("version 2 manifest without a valid upload_id (%q)", m.UploadID)
+	}
+	dir, root := "", ""
+	if d, ok := strings.CutSuffix(key, "/"+ManifestName); ok {
+		dir = d + "/"
+		// <root>/topics/<topic>/<part>/<topic-id>/<segments|snapshots>/<x>/<broker>-<id>
+		if e := strings.Split(d, "/"); len(e) > 7 && e[len(e)-7] == "topics" {
+			root = strings.Join(e[:len(e)-7], "/") + "/"
+		}
 	}
 	for i, f := range m.Files {
 		where := fmt.Sprintf("file %d (%q)", i, f.Name)
@@ -243,6 +266,13 @@ func checkV2(m *SegmentManifest) error {
 		}
 		if f.DataKey == "" {
 			return fmt.Errorf("%s: no data_key", where)
+		}
+		// (an illegal file name is restore's check, which names it as such)
+		base := f.DataKey[strings.LastIndexByte(f.DataKey, '/')+1:]
+		plain := f.Name != "" && f.Name != "." && f.Name != ".." && !strings.ContainsAny(f.Name, "/\\")
+		if !saneKey(f.DataKey) || !strings.HasSuffix(base, ".sv2") || plain && base != f.Name+".sv2" ||
+			dir != "" && !sameDir(f.DataKey, base, dir, 9) {
+			return fmt.Errorf("%s: data_key %q is outside the segment's prefix %s (want <prefix><name>.sv2, this manifest's own data object)", where, f.DataKey, dir)
 		}
 		if f.Size < 0 {
 			return fmt.Errorf("%s: negative size %d", where, f.Size)
@@ -258,6 +288,9 @@ func checkV2(m *SegmentManifest) error {
 			}
 			if c.Offset < 0 || c.Key == "" && c.Offset != stored {
 				return fmt.Errorf("%s: offset %d, want %d (the data object is its chunks, in order)", cw, c.Offset, stored)
+			}
+			if c.Key != "" && !tailPackKey(c.Key, root) {
+				return fmt.Errorf("%s: in object %q, neither its data object nor a tail pack of this cluster (%sbrokers/<broker>/tails/<name>.pack)", cw, c.Key, root)
 			}
 			if !isCRC(c.CRC32C) || !isCRC(c.RawCRC32C) {
 				return fmt.Errorf("%s: crc32c %q / raw_crc32c %q: want 8 hex digits", cw, c.CRC32C, c.RawCRC32C)
@@ -281,6 +314,41 @@ func checkV2(m *SegmentManifest) error {
 		}
 	}
 	return nil
+}
+
+// saneKey reports whether k is an object key with no empty, "." or ".."
+// element.
+func saneKey(k string) bool {
+	for _, e := range strings.Split(k, "/") {
+		if e == "" || e == "." || e == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// tailPackKey reports whether k is <root>brokers/<broker>/tails/<name>.pack
+// (any root when root is "").
+func tailPackKey(k, root string) bool {
+	if !saneKey(k) || !strings.HasSuffix(k, ".pack") {
+		return false
+	}
+	e := strings.Split(k, "/")
+	if len(e) < 4 || e[len(e)-2] != "tails" || e[len(e)-4] != "brokers" {
+		return false
+	}
+	return root == "" || sameDir(k, strings.Join(e[len(e)-4:], "/"), root, 2)
+}
+
+// sameDir reports whether k is <d>name where d is dir or, for a caller
+// that names the manifest by a longer path (a local store's file), d has at
+// least min elements and dir ends with "/"+d.
+func sameDir(k, name, dir string, min int) bool {
+	d, ok := strings.CutSuffix(k, name)
+	if !ok || !strings.HasSuffix(d, "/") {
+		return false
+	}
+	return d == dir || strings.Count(d, "/") >= min && strings.HasSuffix(dir, "/"+d)
 }
 
 func isCRC(s string) bool {

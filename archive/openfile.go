@@ -61,7 +61,8 @@ func OpenFile(ctx context.Context, b uploader.BucketReader, rec FileRecord, opts
 type rangeJob struct {
 	key    string
 	off, n int64
-	first  int // index of chunks[0] in the record
+	raw    int64 // raw bytes of chunks (kept, not summed per chunk: planning stays linear)
+	first  int   // index of chunks[0] in the record
 	chunks []Chunk
 	raws   [][]byte
 	err    error
@@ -86,26 +87,19 @@ func planRanges(rec FileRecord) ([]*rangeJob, error) {
 			key = rec.DataKey
 		}
 		if cur != nil && cur.key == key && cur.off+cur.n == ch.Offset && cur.n+ch.StoredSize <= rangeTarget &&
-			rawSum(cur.chunks)+ch.RawSize <= rangeTarget {
+			cur.raw+ch.RawSize <= rangeTarget {
 			cur.n += ch.StoredSize
+			cur.raw += ch.RawSize
 			cur.chunks = append(cur.chunks, ch)
 			continue
 		}
-		cur = &rangeJob{key: key, off: ch.Offset, n: ch.StoredSize, first: i, chunks: []Chunk{ch}}
+		cur = &rangeJob{key: key, off: ch.Offset, n: ch.StoredSize, raw: ch.RawSize, first: i, chunks: []Chunk{ch}}
 		out = append(out, cur)
 	}
 	if total != rec.Size {
 		return nil, &IntegrityError{Key: rec.DataKey, Check: "chunk raw sizes", Recorded: fmt.Sprint(rec.Size), Computed: fmt.Sprint(total)}
 	}
 	return out, nil
-}
-
-func rawSum(cs []Chunk) int64 {
-	var n int64
-	for _, c := range cs {
-		n += c.RawSize
-	}
-	return n
 }
 
 type v2Reader struct {
@@ -177,7 +171,9 @@ func (r *v2Reader) fetch(j *rangeJob) error {
 		wg.Go(func() {
 			defer func() { <-r.dec }()
 			var dst []byte
-			if ch.RawSize <= DefaultChunkSize {
+			// A pooled chunk-sized buffer only for a chunk of about that
+			// size: a table of tiny chunks must not hold one per chunk.
+			if ch.RawSize > DefaultChunkSize/2 && ch.RawSize <= DefaultChunkSize {
 				dst = chunkBufs.Get().([]byte)[:0]
 			}
 			where := fmt.Sprintf("%s (file %s chunk %d at offset %d)", j.key, r.rec.Name, j.first+i, ch.Offset)

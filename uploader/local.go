@@ -607,7 +607,7 @@ func (l *Local) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if err != nil {
 		return nil, err
 	}
-	if off+n > info.Size {
+	if off > info.Size-n { // not off+n: a hostile offset near int64 max overflows it
 		rc.Close()
 		return nil, fmt.Errorf("get %s: range %d+%d, object has %d bytes: %w", key, off, n, info.Size, ErrRangeEnd)
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -811,6 +812,9 @@ func (s *S3) GetRange(ctx context.Context, key string, off, n int64) (io.ReadClo
 			return nil, fmt.Errorf("get %s: range %d+0, object has %d bytes: %w", key, off, info.Size, ErrRangeEnd)
 		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	if off > math.MaxInt64-n { // off+n-1 would overflow: no object is that large
+		return nil, fmt.Errorf("get %s: range %d+%d: %w", key, off, n, ErrRangeEnd)
 	}
 	o := s.getOpts()
 	if err := o.SetRange(off, off+n-1); err != nil {

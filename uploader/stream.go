@@ -133,7 +133,7 @@ func GetRange(ctx context.Context, b BucketReader, key string, off, n int64) (io
 	if err != nil {
 		return nil, err
 	}
-	if off+n > info.Size {
+	if off > info.Size-n { // not off+n, which a hostile offset overflows
 		rc.Close()
 		return nil, fmt.Errorf("get %s: range %d+%d, object has %d bytes: %w", key, off, n, info.Size, ErrRangeEnd)
 	}
