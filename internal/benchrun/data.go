@@ -42,6 +42,10 @@ type harness struct {
 	bucketMu    sync.Mutex
 	putPerMiB   float64 // plain PUT seconds per MiB (for the latency baseline)
 	putPerMiBOK bool
+
+	rcloneWarned bool
+	rcloneVer    string
+	rcloneBucket map[string]string // dataset name -> bucket holding rclone's copy of it (for the restore baseline)
 }
 
 // codecs the verification figures cover, in table order.

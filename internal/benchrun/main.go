@@ -33,6 +33,7 @@ import (
 type options struct {
 	quick    bool
 	segvault string
+	rclone   string
 	out      string
 	work     string
 	keep     bool
@@ -72,6 +73,7 @@ func main() {
 	var only string
 	flag.BoolVar(&o.quick, "quick", false, "reduced dataset sizes (under two minutes)")
 	flag.StringVar(&o.segvault, "segvault", "bin/segvault", "the segvault binary to measure")
+	flag.StringVar(&o.rclone, "rclone", ".tools/bin/rclone", "the rclone binary of the second baseline (make bench installs Debian's); missing: those rows are left out")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.json and timestamped copies")
 	flag.StringVar(&o.work, "work", "", "scratch directory (default: a new temp dir, removed at the end)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
