@@ -195,6 +195,9 @@ func (h *harness) stage(who string, r childResult, floorCPU time.Duration, sent 
 		if srv > own {
 			big = "MinIO"
 		}
+		if other := r.SysBusy*cores - own - srv; other > max(own, srv) {
+			big = fmt.Sprintf("other work on the shared machine (%.2f cores), so this figure mostly measures the contention", other)
+		}
 		return fmt.Sprintf("CPU: the cores were saturated and the largest measured consumer was %s; %s.", big, facts)
 	case own >= 0.8 && own <= 1.2 && cores > 1:
 		serial := "reading, hashing and compressing one file on one goroutine"

@@ -160,7 +160,11 @@ func run(ctx context.Context, o options) error {
 			return ctx.Err()
 		}
 		t0 := time.Now()
-		logf("== %s", s.name)
+		if rep.StepLoadAvg == nil {
+			rep.StepLoadAvg = map[string]string{}
+		}
+		rep.StepLoadAvg[s.name] = loadAvg()
+		logf("== %s (load average %s)", s.name, rep.StepLoadAvg[s.name])
 		if err := s.fn(ctx); err != nil {
 			if s.section == "" {
 				return fmt.Errorf("%s: %w", s.name, err)

@@ -120,6 +120,7 @@ type report struct {
 	Warnings    []string           `json:"warnings,omitempty"`
 	Failures    []string           `json:"failures,omitempty"`
 	StepSeconds map[string]float64 `json:"step_seconds"`
+	StepLoadAvg map[string]string  `json:"step_loadavg,omitempty"` // the load average as each step started
 	started     time.Time
 }
 
@@ -404,7 +405,11 @@ func (r *report) markdown() string {
 	sort.Strings(steps)
 	var parts []string
 	for _, k := range steps {
-		parts = append(parts, fmt.Sprintf("%s %.0f s", k, r.StepSeconds[k]))
+		p := fmt.Sprintf("%s %.0f s", k, r.StepSeconds[k])
+		if la := r.StepLoadAvg[k]; la != "" {
+			p += " (load average " + la + " at its start)"
+		}
+		parts = append(parts, p)
 	}
 	if len(parts) > 0 {
 		b.WriteString("\nStep times: " + strings.Join(parts, ", ") + ".\n")
