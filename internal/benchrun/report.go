@@ -357,6 +357,7 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", i+1, name, x.Dataset, fmtVal(x.Value, x.Unit), base, bval, ratio, tgt)
 	}
 	b.WriteString("\nRatio = segvault ÷ baseline, both measured in this run.\n")
+	b.WriteString(r.targetSummary())
 	var notes []string
 	for i, x := range r.Rows {
 		if x.Notes != "" || x.Stage != "" {
@@ -415,6 +416,30 @@ func (r *report) markdown() string {
 		b.WriteString("\nStep times: " + strings.Join(parts, ", ") + ".\n")
 	}
 	return b.String()
+}
+
+// targetSummary lists the issue-14 targets of this run, met or not.
+func (r *report) targetSummary() string {
+	var met, all int
+	var lines []string
+	for i, x := range r.Rows {
+		if x.Target == nil {
+			continue
+		}
+		all++
+		if x.Target.Met {
+			met++
+		}
+		v := fmtRatio(x.Ratio) + " of " + x.Baseline
+		if x.Target.On == "value" {
+			v = fmtVal(x.Value, x.Unit)
+		}
+		lines = append(lines, fmt.Sprintf("- #%d %s [%s]: %s, target %s", i+1, x.Name, x.Dataset, v, x.Target.String(x.Unit)))
+	}
+	if all == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nIssue 14 targets: %d of %d met in this run.\n\n%s\n", met, all, strings.Join(lines, "\n"))
 }
 
 // write saves latest.md/latest.json and timestamped copies into dir.
