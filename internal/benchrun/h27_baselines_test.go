@@ -131,3 +131,30 @@ func TestH27FindPrevious(t *testing.T) {
 		t.Errorf("findPrevious of a missing row = %+v", p)
 	}
 }
+
+func TestH27Compare(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rows ...*row) string {
+		js, err := json.Marshal(report{Mode: "quick", Date: name, Rows: rows})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, js, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.json", &row{ID: "x", Name: "tput", Dataset: "d", Value: 50, Unit: "MiB/s", Baseline: "put", BaselineValue: 100, Ratio: 0.5}, &row{ID: "gone", Name: "old"})
+	b := write("b.json", &row{ID: "x", Name: "tput", Dataset: "d", Value: 90, Unit: "MiB/s", Baseline: "put", BaselineValue: 100, Ratio: 0.9, Target: &target{On: "ratio", Op: ">=", Value: 0.9, Met: true}}, &row{ID: "new", Name: "fresh"})
+	md, err := compareReports(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md, "| tput | d | put | 50.0 MiB/s | 0.50× | 90.0 MiB/s | 0.90× | 1.80× | ≥ 0.90× met |") || strings.Contains(md, "fresh") || strings.Contains(md, "old") {
+		t.Errorf("compare:\n%s", md)
+	}
+	if _, err := compareReports(filepath.Join(dir, "missing.json"), b); err == nil {
+		t.Error("compare of a missing file: no error")
+	}
+}

@@ -69,6 +69,19 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		os.Exit(childMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-compare" {
+		if len(os.Args) != 4 {
+			fmt.Fprintln(os.Stderr, "usage: benchrun -compare OLD.json NEW.json")
+			os.Exit(2)
+		}
+		md, err := compareReports(os.Args[2], os.Args[3])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun -compare:", err)
+			os.Exit(1)
+		}
+		fmt.Print(md)
+		return
+	}
 	var o options
 	var only string
 	flag.BoolVar(&o.quick, "quick", false, "reduced dataset sizes (under two minutes)")
