@@ -19,7 +19,6 @@ MINIO       := $(TOOLBIN)/minio
 STATICCHECK := $(TOOLBIN)/staticcheck
 NFPM        := $(TOOLBIN)/nfpm
 TOXIPROXY   := $(TOOLBIN)/toxiproxy-server
-RCLONE      := $(TOOLBIN)/rclone
 KAFKA_STAMPS := $(foreach v,$(KAFKA_VERSIONS),$(TOOLS)/kafka/$(v)/.stamp)
 
 TEST_TIMEOUT ?= 25m
@@ -49,6 +48,8 @@ $(TOXIPROXY):
 	@mkdir -p $(TOOLBIN)
 	GOBIN=$(TOOLBIN) $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
 	mv $(TOOLBIN)/server $(TOXIPROXY)
+
+RCLONE := $(TOOLBIN)/rclone
 
 # rclone, the second baseline of `make bench` only (`make test` never needs
 # it): Debian's package, fetched with apt like packaging-tools' (apt-get
