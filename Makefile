@@ -19,6 +19,7 @@ MINIO       := $(TOOLBIN)/minio
 STATICCHECK := $(TOOLBIN)/staticcheck
 NFPM        := $(TOOLBIN)/nfpm
 TOXIPROXY   := $(TOOLBIN)/toxiproxy-server
+PROMTOOL    := $(TOOLBIN)/promtool
 KAFKA_STAMPS := $(foreach v,$(KAFKA_VERSIONS),$(TOOLS)/kafka/$(v)/.stamp)
 
 TEST_TIMEOUT ?= 25m
@@ -26,6 +27,7 @@ FUZZTIME     ?= 10s
 
 export SEGVAULT_MINIO_BIN := $(MINIO)
 export SEGVAULT_TOXIPROXY_BIN := $(TOXIPROXY)
+export SEGVAULT_PROMTOOL_BIN := $(PROMTOOL)
 
 .PHONY: all build test test-short demo bench bench-quick fuzz lint package test-install tools kafka-jars kafka-jars-clean packaging-tools clean
 
@@ -37,7 +39,18 @@ bin/segvault: $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null) g
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/segvault
 
 ## tools: every pinned tool the tests use.
-tools: $(MINIO) $(TOXIPROXY) kafka-jars
+tools: $(MINIO) $(TOXIPROXY) $(PROMTOOL) kafka-jars
+
+# promtool checks docs/monitoring's alert rules and runs their unit tests
+# (packaging tests). It comes from Debian's prometheus package, extracted
+# only: nothing is installed system-wide and no service starts.
+$(PROMTOOL):
+	@mkdir -p $(TOOLS)/deb $(TOOLBIN)
+	cd $(TOOLS)/deb && rm -f prometheus_*.deb && { apt-get download prometheus 2>/dev/null || { sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
+		$$sudo apt-get update -qq && apt-get download prometheus; }; }
+	rm -rf $(TOOLS)/deb/x && dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/x
+	install -m 0755 $(TOOLS)/deb/x/usr/bin/promtool $@
+	rm -rf $(TOOLS)/deb/x
 
 $(MINIO):
 	@mkdir -p $(TOOLBIN)

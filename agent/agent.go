@@ -45,6 +45,8 @@ type Archive interface {
 	List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error
 	// Get reads a small object whole.
 	Get(ctx context.Context, key string, max int64) ([]byte, error)
+	// Delete removes an uncommitted data object (archive.Commit's cleanup).
+	Delete(ctx context.Context, key string) error
 }
 
 // Agent archives the rolled segments of a broker's log dirs.
@@ -85,6 +87,7 @@ type Agent struct {
 	failing          map[string]error // last error of segments whose shipment fails, for /readyz
 
 	swaps map[string]*swapWatch // partition dirs with a log-cleaner swap in progress
+	owner *ownership            // archive-replicas=designated (owner_agent.go)
 }
 
 type observation struct {
@@ -278,8 +281,12 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 			if ps.Unstable != "" {
 				swaps[ps.Path] = ps
 			}
+			keep := a.replicaFilter(ctx, ps, id, start) // nil: all (archive-replicas)
 			for i := range ps.Candidates {
 				c := ps.Candidates[i]
+				if keep != nil && !keep(&c) {
+					continue // another replica archives it
+				}
 				live[c.key()] = true
 				if o := a.consider(&c, start); o != nil {
 					work = append(work, o)
@@ -296,6 +303,7 @@ func (a *Agent) Pass(ctx context.Context) (*PassReport, error) {
 		return rep, errors.Join(dirErrs...)
 	}
 	a.noteSwaps(swaps, start)
+	a.noteRoles(parts, len(failedDirs) > 0) // owner_diverge.go
 	// What was seen in a dir that could not be scanned now is still there
 	// as far as we know: keep it (neither lost nor forgotten).
 	if len(failedDirs) > 0 {
@@ -878,7 +886,7 @@ func (a *Agent) recordLost(ctx context.Context, c *candidate, id BrokerIdentity,
 		Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, NextBase: c.NextBase, Bytes: c.Files[0].Size,
 		Reason: why, At: time.Now().UTC()}
 	data, _ := json.MarshalIndent(g, "", " ")
-	key := a.layout.GapKey(archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
+	key := a.layout.GapKeyV2(archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
 		TopicID: g.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
 	e := stateEntry{Key: c.key(), Status: statusLost, Files: c.Files, Detail: why, At: g.At, GapKey: key, GapBody: data}
 	if err := a.state.Put(e); err != nil {
@@ -1053,7 +1061,7 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 	if err != nil {
 		return err
 	}
-	if err := a.store.PutManifest(ctx, a.layout.LogDirKey(id.ClusterID, id.BrokerID, logDirKey(dir), m.CapturedAt), data); err != nil {
+	if err := a.store.PutManifest(ctx, a.layout.LogDirKeyV2(id.ClusterID, id.BrokerID, logDirKey(dir), m.CapturedAt), data); err != nil {
 		return err
 	}
 	a.metrics.RootCaptures.Inc()
@@ -1066,7 +1074,7 @@ func (a *Agent) captureRoot(ctx context.Context, dir string, id BrokerIdentity) 
 // latestRootCapture returns the content hash (as captureRoot computes it)
 // and time of the newest capture of dir in the bucket.
 func (a *Agent) latestRootCapture(ctx context.Context, id BrokerIdentity, dir string) (string, time.Time, error) {
-	prefix := a.layout.LogDirPrefix(id.ClusterID, id.BrokerID) + logDirKey(dir) + "/"
+	prefix := a.layout.BrokerPrefixV2(id.ClusterID, id.BrokerID) + "logdirs/" + logDirKey(dir) + "/" // where captureRoot writes (LogDirKeyV2)
 	newest := ""
 	if err := a.store.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
 		if oi.Key > newest {
@@ -1122,35 +1130,50 @@ func (a *Agent) rebuildState(ctx context.Context) error {
 			if len(byBase) == 0 {
 				continue
 			}
-			err := a.store.List(ctx, a.layout.PartitionPrefix(id.ClusterID, ps.Dir.Topic, ps.Dir.Partition), func(oi uploader.ObjectInfo) error {
-				if !archive.IsManifestKey(oi.Key) {
-					return nil
+			// Both layout versions: a v2 manifest matches like a v1 one
+			// (its files' names, sizes and mtimes are the local files').
+			cat, err := archive.ListPartition(ctx, a.store, a.layout, id.ClusterID, ps.Dir.Topic, ps.Dir.Partition)
+			if err != nil {
+				return err
+			}
+			for _, v := range cat.Versions {
+				if v.Key.Broker != id.BrokerID {
+					continue
 				}
-				data, err := a.store.Get(ctx, oi.Key, archive.MaxManifestSize)
+				key := v.Manifest.Key
+				data, err := a.store.Get(ctx, key, archive.MaxManifestSize)
 				if err != nil {
 					return err
 				}
-				m, err := archive.DecodeSegmentManifest(oi.Key, data)
+				m, err := archive.DecodeSegmentManifest(key, data)
 				if err != nil || m.BrokerID != id.BrokerID {
-					return nil
+					continue
 				}
 				c := byBase[fmt.Sprintf("%s/%d/%d", m.Kind, m.BaseOffset, m.SnapshotEpoch)]
-				if c == nil || len(m.Files) != len(c.Files) {
-					return nil
-				}
-				for i, f := range m.Files {
-					if f.Name != c.Files[i].Name || f.Size != c.Files[i].Size || !f.ModTime.Equal(c.Files[i].MTime) {
-						return nil
-					}
+				if c == nil || !manifestMatches(m, c) {
+					continue
 				}
 				n++
-				return a.state.Put(stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: oi.Key, At: time.Now().UTC()})
-			})
-			if err != nil {
-				return err
+				if err := a.state.Put(stateEntry{Key: c.key(), Status: statusArchived, Files: c.Files, Manifest: key, At: time.Now().UTC()}); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	a.log.Info("state rebuilt from the bucket", "segments", n)
 	return nil
+}
+
+// manifestMatches reports whether manifest m records exactly c's files, with
+// their sizes and modification times.
+func manifestMatches(m *archive.SegmentManifest, c *candidate) bool {
+	if len(m.Files) != len(c.Files) {
+		return false
+	}
+	for i, f := range m.Files {
+		if f.Name != c.Files[i].Name || f.Size != c.Files[i].Size || !f.ModTime.Equal(c.Files[i].MTime) {
+			return false
+		}
+	}
+	return true
 }

@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
-	"time"
 
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/uploader"
@@ -14,24 +14,41 @@ import (
 
 // bucketArchive is the Archive over an uploader.Bucket.
 type bucketArchive struct {
-	b    uploader.Bucket
-	enc  *archive.Encoder
-	opts archive.EncodeOptions
+	b     uploader.Bucket
+	wopts archive.WriterOptions
 }
 
-// NewArchive adapts a bucket: files go through enc (compression, hashing,
-// encryption) with opts; manifests are created verified.
+// NewArchive adapts a bucket: files are stored in format v2 (one pass:
+// hashed, chunked, compressed on every core, encrypted and streamed by an
+// archive.FileWriter) with opts's compression, level and key; manifests
+// are created verified. enc is unused since format v2 (kept so callers
+// need not change).
 func NewArchive(b uploader.Bucket, enc *archive.Encoder, opts archive.EncodeOptions) Archive {
-	return &bucketArchive{b: b, enc: enc, opts: opts}
+	return &bucketArchive{b: b, wopts: archive.WriterOptions{Compression: opts.Compression, Level: opts.Level, Key: opts.Key,
+		ContentType: opts.ContentType, Metadata: opts.Metadata}}
 }
 
+// PutFile stores exactly size bytes of src at key in format v2; the record
+// has no Name or ModTime (the caller's).
 func (a *bucketArchive) PutFile(ctx context.Context, key string, src io.Reader, size int64) (archive.FileRecord, error) {
-	r, err := a.enc.PutFile(ctx, a.b, key, src, size, a.opts)
+	wo := a.wopts
+	wo.SizeHint = size
+	w, err := archive.NewFileWriter(ctx, a.b, key, wo)
 	if err != nil {
 		return archive.FileRecord{}, err
 	}
-	return r.FileRecord("", time.Time{}), nil
+	n, err := io.CopyBuffer(w, io.LimitReader(src, size), make([]byte, 256<<10))
+	if err == nil && n != size {
+		err = fmt.Errorf("read %d bytes, expected %d: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		w.Abort()
+		return archive.FileRecord{}, fmt.Errorf("put %s: %w", key, err)
+	}
+	return w.Close()
 }
+
+func (a *bucketArchive) Delete(ctx context.Context, key string) error { return a.b.Delete(ctx, key) }
 
 func (a *bucketArchive) PutManifest(ctx context.Context, key string, data []byte) error {
 	sum := sha256.Sum256(data)

@@ -12,7 +12,38 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/segvault/segvault/archive"
 )
+
+// Tail-capture defaults and bounds (Config.TailInterval, TailMaxBytes).
+const (
+	DefaultTailInterval = 60 * time.Second
+	DefaultTailMaxBytes = 16 << 20
+	// MinTailInterval is the shortest tail-interval accepted.
+	MinTailInterval = time.Second
+	// tailMinGap: captures triggered early by TailMaxBytes never follow
+	// each other closer than this (or TailInterval when shorter).
+	tailMinGap = 5 * time.Second
+)
+
+// tailOn reports whether tail capture is enabled ("on" or unset).
+func (c *Config) tailOn() bool { return c.TailCapture != "off" && c.TailCapture != "false" }
+
+// tailInterval and tailMaxBytes apply the defaults to unset (zero) values.
+func (c *Config) tailInterval() time.Duration {
+	if c.TailInterval <= 0 {
+		return DefaultTailInterval
+	}
+	return c.TailInterval
+}
+
+func (c *Config) tailMaxBytes() int64 {
+	if c.TailMaxBytes <= 0 {
+		return DefaultTailMaxBytes
+	}
+	return c.TailMaxBytes
+}
 
 // Config is everything the agent needs. cmd/segvault fills it from flags,
 // the environment and the config file; Validate names the bad option.
@@ -53,7 +84,40 @@ type Config struct {
 	// decommissioned one): the agent refuses while a broker holds the log
 	// dir's .lock.
 	IncludeActive bool `yaml:"include_active"`
+
+	// Tail capture (docs/FORMAT.md, "Tail captures"): the complete batches
+	// appended to every partition's active segment are uploaded every
+	// TailInterval (sooner once TailMaxBytes have accumulated), all
+	// partitions of the broker in one pack object per round. TailCapture
+	// is "on" (default) or "off".
+	TailCapture  string        `yaml:"tail_capture"`
+	TailInterval time.Duration `yaml:"tail_interval"`
+	TailMaxBytes int64         `yaml:"tail_max_bytes"`
+	// EncryptionKey, when set, seals tail-capture chunks (the same key the
+	// archive's files are encrypted with). Not a config-file key.
+	EncryptionKey *archive.Key `yaml:"-"`
+	// ArchiveReplicas is who archives a partition (issue 16): "all" (or
+	// empty: every replica's agent archives its own copy) or "designated"
+	// (one copy per partition: the leader per the KRaft metadata log on
+	// this broker's disk, else the first live replica, else a claim in the
+	// bucket; a standby replica archives its own segments only when the
+	// archive lacks their offsets for longer than TakeoverGrace).
+	ArchiveReplicas string `yaml:"archive_replicas"`
+	// MetadataLogDir is the directory holding __cluster_metadata-0 (Kafka's
+	// metadata.log.dir). Empty: looked for in the log dirs.
+	MetadataLogDir string `yaml:"metadata_log_dir"`
+	// ClaimTTL is how long a partition claim (clusters without a metadata
+	// log) stays valid unrenewed; owners renew every ClaimTTL/3.
+	ClaimTTL time.Duration `yaml:"claim_ttl"`
+	// TakeoverGrace: 0 means TakeoverGrace(SettleTime, ScanInterval).
+	TakeoverGrace time.Duration `yaml:"takeover_grace"`
 }
+
+// Values of Config.ArchiveReplicas.
+const (
+	ArchiveReplicasAll        = "all"
+	ArchiveReplicasDesignated = "designated"
+)
 
 // Defaults returns a Config with every default set.
 func Defaults() Config {
@@ -68,6 +132,12 @@ func Defaults() Config {
 		DrainTimeout:  60 * time.Second,
 		DropCache:     true,
 		LowPriority:   true,
+		TailCapture:   "on",
+		TailInterval:  DefaultTailInterval,
+		TailMaxBytes:  DefaultTailMaxBytes,
+
+		ArchiveReplicas: ArchiveReplicasDesignated,
+		ClaimTTL:        15 * time.Minute,
 	}
 }
 
@@ -109,6 +179,29 @@ func (c *Config) Validate() error {
 	}
 	if c.ZstdLevel < 1 || c.ZstdLevel > 4 {
 		errs = append(errs, errors.New("zstd-level: must be 1..4"))
+	}
+	switch c.TailCapture {
+	case "on", "off", "", "true", "false": // YAML reads a bare on/off as a boolean
+	default:
+		errs = append(errs, fmt.Errorf("tail-capture: %q is not on or off", c.TailCapture))
+	}
+	if c.TailInterval < 0 || (c.TailInterval > 0 && c.TailInterval < MinTailInterval) {
+		errs = append(errs, fmt.Errorf("tail-interval: must be at least %s", MinTailInterval))
+	}
+	if c.TailMaxBytes < 0 || (c.TailMaxBytes > 0 && c.TailMaxBytes < 1<<20) {
+		errs = append(errs, errors.New("tail-max-bytes: must be at least 1 MiB (1048576)"))
+	}
+	switch c.ArchiveReplicas {
+	case "", ArchiveReplicasAll:
+	case ArchiveReplicasDesignated:
+		if c.ClaimTTL < 3*c.ScanInterval {
+			errs = append(errs, fmt.Errorf("claim-ttl: %v must be at least 3 scan intervals (%v): owners renew claims once per scan", c.ClaimTTL, 3*c.ScanInterval))
+		}
+		if c.TakeoverGrace < 0 {
+			errs = append(errs, errors.New("takeover-grace: must not be negative"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("archive-replicas: %q is not all or designated", c.ArchiveReplicas))
 	}
 	if c.ReadBytesPerS < 0 || c.StagingBudget < 0 {
 		errs = append(errs, errors.New("read-bandwidth/staging-budget: must not be negative"))

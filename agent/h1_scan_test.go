@@ -223,7 +223,7 @@ func h1Manifests(t *testing.T, b uploader.Bucket) map[int64]*archive.SegmentMani
 	ctx := context.Background()
 	out := map[int64]*archive.SegmentManifest{}
 	err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !archive.IsManifestKey(oi.Key) {
+		if _, k, ok := archive.GuessKey(oi.Key); !ok || !k.IsManifest() {
 			return nil
 		}
 		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)

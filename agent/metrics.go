@@ -34,6 +34,20 @@ type Metrics struct {
 	// (.cleaned/.swap files) has persisted for several scan intervals.
 	CleanerSwapPending *prometheus.GaugeVec
 	TruncatedSegments  prometheus.Counter
+
+	// Tail capture (issue 15).
+	RPOSeconds      prometheus.Gauge
+	TailCaptures    prometheus.Counter
+	TailBytes       prometheus.Counter
+	TailStoredBytes prometheus.Counter
+	TailPuts        prometheus.Counter
+	TailFailures    *prometheus.CounterVec // by stage
+	TailRestarts    *prometheus.CounterVec // new chains from byte 0, by reason
+	TailSkipped     *prometheus.CounterVec // bytes left for a later capture, by reason
+
+	// One copy per partition (issue 16).
+	PartitionRoles    *prometheus.GaugeVec   // partitions by role: owner, standby, takeover
+	ReplicaDivergence *prometheus.CounterVec // standby segments compared with the archived copy, by result
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: unregistered).
@@ -75,7 +89,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.CleanerSwapPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: "cleaner_swap_pending",
 		Help: "1 for a partition whose log-cleaner swap (.cleaned/.swap files) has persisted for several scan intervals."}, []string{"topic", "partition"})
 	m.TruncatedSegments = c("truncated_segments_total", "Active segments of a stopped broker archived up to their last complete batch (torn tail).")
+	m.RPOSeconds = g("rpo_seconds", "Age of the oldest byte appended to this broker's partitions that is neither captured (tail capture) nor in an archived rolled segment.")
+	m.TailCaptures = c("tail_captures_total", "Tail-capture packs committed (one per broker and round with new bytes).")
+	m.TailBytes = c("tail_captured_bytes_total", "Raw bytes of active segments committed by tail captures.")
+	m.TailStoredBytes = c("tail_stored_bytes_total", "Bytes uploaded by tail captures (packs and their manifests, after compression).")
+	m.TailPuts = c("tail_puts_total", "PUT requests made by tail capture (packs, manifests, abandon markers).")
+	m.TailFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_failures_total",
+		Help: "Failed tail-capture steps, by stage (scan, read, pack, manifest, resolve, state)."}, []string{"stage"})
+	m.TailRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_chain_restarts_total",
+		Help: "Active segments whose captured bytes no longer match the file (truncated, rewritten, replaced): captured again from byte 0, by reason."}, []string{"reason"})
+	m.TailSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_skipped_total",
+		Help: "Tail reads that stopped before the end of the file, by reason (invalid_batch, changed_while_read, budget)."}, []string{"reason"})
+	m.PartitionRoles = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: "partition_roles",
+		Help: "Partitions of this broker by role: owner (this agent archives them), standby (another replica's agent does), takeover (standby archiving segments the archive lacks)."}, []string{"role"})
+	m.ReplicaDivergence = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "replica_divergence_total",
+		Help: "A standby replica's rolled segments compared with another broker's archived copy, by result (same, diverged, not_comparable: other segment boundaries or no chunk CRCs)."}, []string{"result"})
+	for _, r := range []string{"owner", "standby", "takeover"} {
+		m.PartitionRoles.WithLabelValues(r)
+	}
+	for _, r := range []string{DivergenceSame, DivergenceDiverged, DivergenceNotComparable} {
+		m.ReplicaDivergence.WithLabelValues(r)
+	}
 	if reg != nil {
+		reg.MustRegister(m.PartitionRoles, m.ReplicaDivergence)
+		reg.MustRegister(m.RPOSeconds, m.TailCaptures, m.TailBytes, m.TailStoredBytes, m.TailPuts, m.TailFailures, m.TailRestarts, m.TailSkipped)
 		reg.MustRegister(m.SettleWaits, m.CleanerSwapPending, m.TruncatedSegments)
 		reg.MustRegister(m.SegmentsArchived, m.BytesArchived, m.BytesStored, m.Failures, m.CorruptSegments, m.Conflicts,
 			m.SegmentsLost, m.LagSegments, m.LagBytes, m.LagSeconds, m.LastSuccess, m.StagedBytes, m.ScanSeconds,

@@ -2,23 +2,17 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/index"
 	"github.com/segvault/segvault/internal/fsutil"
 	"github.com/segvault/segvault/segment"
-	"github.com/segvault/segvault/uploader"
 )
 
 // MetadataTopicID is the fixed topic id of __cluster_metadata.
@@ -97,9 +91,11 @@ type shipResult struct {
 	truncated bool
 }
 
-// ship archives one candidate: validate and hash the .log in one pass, skip
-// it if its manifest is already in the bucket, upload every file
-// (create-only), then the manifest as the commit marker.
+// ship archives one candidate with archive.Commit (format v2): skip it if
+// its manifest is already in the bucket (one Stat: the key comes from the
+// files' identity), validate the .log while it is uploaded (one read),
+// upload the other files (create-only), then the manifest as the commit
+// marker.
 func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *slog.Logger) (shipResult, error) {
 	cfg := a.snap()
 	files, err := a.openCandidate(c)
@@ -114,170 +110,35 @@ func (a *Agent) ship(ctx context.Context, c *candidate, id BrokerIdentity, log *
 			f.f.Close()
 		}
 	}()
-	main := files[0]
-
-	// Pass 1: validate and hash the segment (or KRaft snapshot).
-	sha, crc := sha256.New(), crc32.New(crcTable)
-	src := io.TeeReader(a.limitRead(ctx, io.NewSectionReader(main.f, 0, main.stat.Size)), io.MultiWriter(sha, crc))
-	base := c.Base
-	if c.Kind == archive.KindKRaftSnapshot {
-		base = -1
-	}
-	sum, err := segment.Scan(src, main.stat.Size, c.path(main.stat.src()), segment.ScanOptions{
-		ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: cfg.DeepValidate})
-	var truncated *segment.CorruptionError
-	if err != nil {
-		var ce *segment.CorruptionError
-		if errors.As(err, &ce) && c.Active && (segment.IsTruncated(err) || zeroTail(main.f, ce.Pos, sum, main.stat.Size)) {
-			// Salvage of a stopped broker's torn active segment (a partial
-			// batch, or a tail of zeros an unclean stop leaves): keep what
-			// Kafka's recovery keeps, the batches before the torn one.
-			truncated = ce
-			err = nil
-		} else if errors.As(err, &ce) {
-			return shipResult{status: statusCorrupt, detail: err.Error()}, nil
-		} else {
-			return shipResult{}, fmt.Errorf("validate: %w", err)
-		}
-	}
-	rawSHA := hex.EncodeToString(sha.Sum(nil))
-	if truncated != nil {
-		files, rawSHA, err = a.truncateToValid(ctx, c, files, sum, truncated, log)
-		if err != nil {
-			return shipResult{}, err
-		}
-		main = files[0]
-	}
-	// The batch header's baseOffset is outside Kafka's CRC: a rolled
-	// segment's offsets must end below the base of the segment after it.
-	if c.Kind == archive.KindSegment && c.NextBase >= 0 && sum.LastOffset >= c.NextBase {
-		return shipResult{status: statusCorrupt, detail: fmt.Sprintf("%s: last offset %d is not below the next segment's base offset %d (a base offset outside the CRC is damaged)",
-			c.path(main.stat.Name), sum.LastOffset, c.NextBase)}, nil
-	}
-	if c.NextBase < 0 { // an active segment of a stopped broker
-		c.NextBase = c.Base
-		if sum.LastOffset >= 0 {
-			c.NextBase = sum.LastOffset + 1
-		}
-	}
-	ref := archive.SegmentRef{Cluster: id.ClusterID, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
-		TopicID: a.topicID(c), BaseOffset: c.Base, Broker: id.BrokerID, ContentID: rawSHA[:12]}
-	dir := a.layout.SegmentDir(ref)
-	if c.Kind == archive.KindKRaftSnapshot {
-		dir = a.layout.SnapshotDir(ref, c.Epoch)
-	}
-	mkey := dir + archive.ManifestName
-	if ok, err := a.store.Exists(ctx, mkey); err != nil {
-		return shipResult{}, fmt.Errorf("check manifest %s: %w", mkey, err)
-	} else if ok {
-		return shipResult{status: "already", manifest: mkey}, nil
-	}
-
-	// Pass 2: upload every file, create-only, the .log first.
-	m := &archive.SegmentManifest{
-		Format: archive.SegmentManifestFormat, Version: archive.ManifestVersion, Kind: c.Kind,
-		ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: c.LogDir, Topic: c.Dir.Topic, Partition: c.Dir.Partition,
-		TopicID: ref.TopicID, BaseOffset: c.Base, SnapshotEpoch: c.Epoch, NextSegmentBase: c.NextBase, ContentID: ref.ContentID,
-		Agent: "segvault " + a.version, Validation: "shallow", Summary: sum,
+	req := archive.CommitRequest{
+		Layout: a.layout,
+		Manifest: archive.SegmentManifest{Kind: c.Kind, ClusterID: id.ClusterID, BrokerID: id.BrokerID, LogDir: c.LogDir,
+			Topic: c.Dir.Topic, Partition: c.Dir.Partition, TopicID: a.topicID(c), BaseOffset: c.Base, SnapshotEpoch: c.Epoch,
+			NextSegmentBase: c.NextBase, Agent: "segvault " + a.version, Validation: "shallow", PartitionState: a.partitionState(c)},
+		Active: c.Active,
+		Deep:   cfg.DeepValidate,
+		Limit:  func(r io.Reader) io.Reader { return a.limitRead(ctx, r) },
+		Log:    log,
 	}
 	if cfg.DeepValidate {
-		m.Validation = "deep"
+		req.Manifest.Validation = "deep"
 	}
-	var res shipResult
-	for i, f := range files {
-		var r io.Reader = io.NewSectionReader(f.f, 0, f.stat.Size)
-		if i > 0 {
-			r = a.limitRead(ctx, r)
-		}
-		rec, err := a.store.PutFile(ctx, dir+f.stat.Name, r, f.stat.Size)
-		if err != nil {
-			return shipResult{}, fmt.Errorf("upload %s: %w", f.stat.Name, err)
-		}
-		if i == 0 && rec.SHA256 != rawSHA {
-			// The file changed between the two passes (truncation): do not commit.
-			return shipResult{}, fmt.Errorf("%s changed while it was archived (sha256 %s, then %s)", c.path(f.stat.src()), rawSHA, rec.SHA256)
-		}
-		rec.Name, rec.ModTime = f.stat.Name, f.stat.MTime
-		m.Files = append(m.Files, rec)
-		res.raw += rec.Size
-		res.stored += rec.Object.Size
+	for _, f := range files {
+		req.Files = append(req.Files, archive.CommitFile{Name: f.stat.Name, Path: c.path(f.stat.src()), R: f.f,
+			Size: f.stat.Size, ModTime: f.stat.MTime, Inode: f.stat.Ino})
 	}
-	m.PartitionState = a.partitionState(c)
-	m.CreatedAt = time.Now().UTC()
-	data, err := json.MarshalIndent(m, "", " ")
+	r, err := archive.Commit(ctx, a.store, req)
 	if err != nil {
 		return shipResult{}, err
 	}
-	if err := a.store.PutManifest(ctx, mkey, data); err != nil {
-		if errors.Is(err, uploader.ErrConflict) {
-			// Same content id, another agent's manifest: already committed.
-			log.Info("manifest already committed by another writer", "key", mkey)
-			return shipResult{status: "already", manifest: mkey}, nil
-		}
-		return shipResult{}, fmt.Errorf("commit manifest %s: %w", mkey, err)
+	switch r.Status {
+	case archive.CommitCorrupt:
+		return shipResult{status: statusCorrupt, detail: r.Detail}, nil
+	case archive.CommitAlready:
+		return shipResult{status: "already", manifest: r.ManifestKey}, nil
 	}
-	res.status, res.manifest = statusArchived, mkey
-	res.truncated = truncated != nil
-	return res, nil
-}
-
-// zeroTail reports whether the bytes of f from pos (where validation
-// failed, right after the last valid batch) to size are all zeros: the
-// unwritten tail of an unclean stop, which Kafka's recovery truncates (a
-// zero batch length is invalid), not damaged data.
-func zeroTail(f *os.File, pos int64, sum *segment.Summary, size int64) bool {
-	if sum == nil || pos != sum.Size || pos >= size {
-		return false
-	}
-	buf := make([]byte, 64<<10)
-	r := io.NewSectionReader(f, pos, size-pos)
-	for {
-		n, err := r.Read(buf)
-		for _, b := range buf[:n] {
-			if b != 0 {
-				return false
-			}
-		}
-		if err == io.EOF {
-			return true
-		}
-		if err != nil {
-			return false
-		}
-	}
-}
-
-// truncateToValid cuts a torn active segment to its valid prefix, as
-// Kafka's recovery does (LogSegment.recover truncates to the last complete,
-// valid batch): the .log is archived up to sum.Size and hashed again; its
-// indexes, which may point past the cut, are left for restore to rebuild,
-// and a producer snapshot above the new log end is dropped (Kafka deletes
-// it at load). The files dropped are closed.
-func (a *Agent) truncateToValid(ctx context.Context, c *candidate, files []openedFile, sum *segment.Summary, ce *segment.CorruptionError, log *slog.Logger) ([]openedFile, string, error) {
-	main := files[0]
-	end := c.Base
-	if sum.LastOffset >= 0 {
-		end = sum.LastOffset + 1
-	}
-	sha := sha256.New()
-	if _, err := io.Copy(sha, a.limitRead(ctx, io.NewSectionReader(main.f, 0, sum.Size))); err != nil {
-		return files, "", fmt.Errorf("read %s: %w", c.path(main.stat.src()), err)
-	}
-	fileBytes := main.stat.Size
-	main.stat.Size = sum.Size
-	kept := []openedFile{main}
-	for _, f := range files[1:] {
-		n, ok := segment.ParseFileName(f.stat.Name)
-		if ok && (n.Kind == segment.KindIndex || n.Kind == segment.KindTimeIndex || n.Kind == segment.KindTxnIndex ||
-			(n.Kind == segment.KindSnapshot && n.BaseOffset > end)) {
-			f.f.Close()
-			continue
-		}
-		kept = append(kept, f)
-	}
-	log.Warn("active segment has a torn tail: archiving it truncated to its last complete batch, as Kafka's recovery would",
-		"file", c.path(main.stat.src()), "valid_bytes", sum.Size, "file_bytes", fileBytes, "truncated_at_byte", ce.Pos, "check", ce.Check, "err", ce.Err)
-	return kept, hex.EncodeToString(sha.Sum(nil)), nil
+	c.NextBase = r.Manifest.NextSegmentBase
+	return shipResult{status: statusArchived, manifest: r.ManifestKey, raw: r.Raw, stored: r.Stored, truncated: r.Truncated}, nil
 }
 
 // topicID reads the partition's topic id, NoTopicID if it has none.
@@ -298,10 +159,17 @@ func (a *Agent) topicID(c *candidate) string {
 }
 
 // partitionState captures the small partition-dir files a rebuild needs.
+// CapturedAt is the newest modification time of the files read (not the
+// wall clock), so the same partition state gives the same manifest bytes: a
+// retried commit is byte-identical; restore still orders states by it.
 func (a *Agent) partitionState(c *candidate) *archive.PartitionState {
-	ps := &archive.PartitionState{CapturedAt: time.Now().UTC()}
+	ps := &archive.PartitionState{}
 	read := func(name string) []byte {
-		b, err := fsutil.ReadFileRegular(filepath.Join(c.DirPath, name))
+		p := filepath.Join(c.DirPath, name)
+		if st, err := os.Stat(p); err == nil && st.ModTime().After(ps.CapturedAt) {
+			ps.CapturedAt = st.ModTime().UTC()
+		}
+		b, err := fsutil.ReadFileRegular(p)
 		if err != nil || len(b) > 1<<20 {
 			return nil
 		}

@@ -134,6 +134,7 @@ func (wt *watcher) close() {
 func (a *Agent) Run(ctx context.Context, reload <-chan Config) error {
 	wait := a.startWork(ctx)
 	defer a.drain(ctx, wait)
+	defer a.startTail(ctx)() // tail capture; on stop, a last capture
 	wt := a.newWatcher()
 	defer wt.close()
 	wctx, cancel := context.WithCancel(ctx)

@@ -85,9 +85,9 @@ type Key struct {
 	id  [cryptKeyIDSize]byte
 }
 
-// ParseKey reads a key: exactly 32 raw bytes, or (surrounding whitespace
+// ParseCryptKey reads a key: exactly 32 raw bytes, or (surrounding whitespace
 // trimmed) 64 hex digits, or standard/URL base64 of 32 bytes.
-func ParseKey(data []byte) (*Key, error) {
+func ParseCryptKey(data []byte) (*Key, error) {
 	raw, err := uploader.ParseKeyMaterial(data)
 	if err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func ParseKey(data []byte) (*Key, error) {
 	return newKey(raw), nil
 }
 
-// LoadKeyFile reads a key file (see ParseKey).
+// LoadKeyFile reads a key file (see ParseCryptKey).
 func LoadKeyFile(path string) (*Key, error) {
 	raw, err := uploader.LoadKeyMaterial(path)
 	if err != nil {

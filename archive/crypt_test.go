@@ -12,7 +12,7 @@ import (
 
 func testKey(t testing.TB, b byte) *Key {
 	t.Helper()
-	k, err := ParseKey(bytes.Repeat([]byte{b}, KeySize))
+	k, err := ParseCryptKey(bytes.Repeat([]byte{b}, KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestCryptTamper(t *testing.T) {
 	}
 }
 
-func TestParseKey(t *testing.T) {
+func TestParseCryptKey(t *testing.T) {
 	raw := bytes.Repeat([]byte{0xab}, KeySize)
 	want := testKey(t, 0xab).ID()
 	for name, in := range map[string][]byte{
@@ -128,7 +128,7 @@ func TestParseKey(t *testing.T) {
 		"base64":    []byte(base64.StdEncoding.EncodeToString(raw) + "\n"),
 		"base64url": []byte(base64.RawURLEncoding.EncodeToString(raw)),
 	} {
-		k, err := ParseKey(in)
+		k, err := ParseCryptKey(in)
 		if err != nil || k.ID() != want {
 			t.Errorf("%s: %v %v", name, k, err)
 		}
@@ -139,7 +139,7 @@ func TestParseKey(t *testing.T) {
 		"b64 len": []byte(base64.StdEncoding.EncodeToString(raw[:16])),
 		"empty":   nil,
 	} {
-		if _, err := ParseKey(in); err == nil {
+		if _, err := ParseCryptKey(in); err == nil {
 			t.Errorf("%s accepted", name)
 		}
 	}

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"fmt"
-	"path"
 	"strings"
 	"time"
 )
@@ -14,7 +13,8 @@ const LayoutVersion = "v1"
 // ManifestName is the file name of a segment manifest, the commit marker.
 const ManifestName = "manifest.json"
 
-// Layout builds and parses object keys (docs/FORMAT.md, "Keys"):
+// Layout builds object keys (docs/FORMAT.md, "Keys"); ParseKey parses the
+// keys of both layout versions:
 //
 //	<prefix>v1/<cluster>/topics/<topic>/<partition>/<topic-id>/segments/<base>/<broker>-<sha12>/manifest.json
 //	<prefix>v1/<cluster>/topics/<topic>/<partition>/<topic-id>/segments/<base>/<broker>-<sha12>/<file>[.zst][.enc]
@@ -98,19 +98,3 @@ func (l Layout) LogDirPrefix(cluster string, broker int32) string {
 
 // CaptureTimeFormat sorts lexically in time order.
 const CaptureTimeFormat = "20060102T150405.000000000Z"
-
-// IsManifestKey reports whether key is a segment or KRaft snapshot
-// manifest (both are SegmentManifests, told apart by their Kind).
-func IsManifestKey(key string) bool {
-	return path.Base(key) == ManifestName && (strings.Contains(key, "/segments/") || strings.Contains(key, "/snapshots/"))
-}
-
-// IsLogDirKey reports whether key is a log-dir capture (LogDirKey).
-func IsLogDirKey(key string) bool {
-	return strings.Contains(key, "/brokers/") && strings.Contains(key, "/logdirs/") && strings.HasSuffix(key, ".json")
-}
-
-// IsGapKey reports whether key is a gap marker (GapKey).
-func IsGapKey(key string) bool {
-	return strings.Contains(key, "/gaps/") && strings.HasSuffix(key, ".json")
-}

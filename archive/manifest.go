@@ -60,6 +60,19 @@ type FileRecord struct {
 // IsV2 reports whether the record is stored as v2 chunks.
 func (f FileRecord) IsV2() bool { return f.Object.Key == "" && f.DataKey != "" }
 
+// StoredSize is how many bytes the file takes in the bucket: its v1
+// object's size, or the sum of its v2 chunks' stored sizes.
+func (f FileRecord) StoredSize() int64 {
+	if !f.IsV2() {
+		return f.Object.Size
+	}
+	var n int64
+	for _, c := range f.Chunks {
+		n += c.StoredSize
+	}
+	return n
+}
+
 // PartitionState carries the small partition-dir files a rebuild needs, as
 // they were when the segment was archived.
 type PartitionState struct {
@@ -94,19 +107,29 @@ type SegmentManifest struct {
 	// CreatedAt (v1) is when the manifest was written; v2 manifests carry no
 	// wall-clock time, so a retried commit is byte-identical, and record the
 	// .log's modification time instead.
-	CreatedAt      time.Time        `json:"created_at,omitzero"`
-	SourceModTime  time.Time        `json:"source_mtime,omitzero"`
-	Agent          string           `json:"agent"`      // "segvault <version>"
-	Validation     string           `json:"validation"` // "shallow" or "deep"
-	Files          []FileRecord     `json:"files"`      // the .log first
-	Summary        *segment.Summary `json:"summary"`
-	PartitionState *PartitionState  `json:"partition_state,omitempty"`
+	CreatedAt      time.Time       `json:"created_at,omitzero"`
+	SourceModTime  time.Time       `json:"source_mtime,omitzero"`
+	Agent          string          `json:"agent"`      // "segvault <version>"
+	Validation     string          `json:"validation"` // "shallow" or "deep"
+	Files          []FileRecord    `json:"files"`      // the .log first
+	Summary        *SegmentSummary `json:"summary"`
+	PartitionState *PartitionState `json:"partition_state,omitempty"`
 }
 
 // Ref is the manifest's SegmentRef.
 func (m *SegmentManifest) Ref() SegmentRef {
 	return SegmentRef{Cluster: m.ClusterID, Topic: m.Topic, Partition: m.Partition, TopicID: m.TopicID,
 		BaseOffset: m.BaseOffset, Broker: m.BrokerID, ContentID: m.ContentID}
+}
+
+// Time orders versions of one segment: when the manifest was written (v1)
+// or, for v2 manifests, which carry no wall-clock time, the .log's
+// modification time.
+func (m *SegmentManifest) Time() time.Time {
+	if !m.CreatedAt.IsZero() {
+		return m.CreatedAt
+	}
+	return m.SourceModTime
 }
 
 // LogFile returns the record of the segment's .log file.
@@ -184,8 +207,8 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 	if m.Format != SegmentManifestFormat {
 		return nil, fmt.Errorf("manifest %s: format %q, want %q", key, m.Format, SegmentManifestFormat)
 	}
-	if m.Version != ManifestVersion {
-		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d)", key, m.Version, ManifestVersion)
+	if m.Version != ManifestVersion && m.Version != ManifestVersionV2 {
+		return nil, fmt.Errorf("manifest %s: unsupported manifest version %d (this segvault reads %d and %d)", key, m.Version, ManifestVersion, ManifestVersionV2)
 	}
 	if m.Kind != KindSegment && m.Kind != KindKRaftSnapshot {
 		return nil, fmt.Errorf("manifest %s: unknown kind %q", key, m.Kind)
@@ -193,7 +216,114 @@ func DecodeSegmentManifest(key string, data []byte) (*SegmentManifest, error) {
 	if m.Summary == nil || len(m.Files) == 0 {
 		return nil, fmt.Errorf("manifest %s: no summary or no files", key)
 	}
+	if m.Version == ManifestVersionV2 {
+		if err := checkV2(&m); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", key, err)
+		}
+	}
 	return &m, nil
+}
+
+// MaxChunkRawSize bounds a v2 chunk's raw size (a reader holds one chunk
+// in memory), 16 times DefaultChunkSize.
+const MaxChunkRawSize = 16 * DefaultChunkSize
+
+// checkV2 checks what a v2 manifest adds: the upload id, and for every file
+// its data key and chunks (no v1 object; chunks cover exactly [0, Size) in
+// order; the chunks stored in the data object are its whole content, in
+// order, from offset 0; sizes, CRCs, compression and encryption sane).
+func checkV2(m *SegmentManifest) error {
+	if !isVersionID(m.UploadID) {
+		return fmt.Errorf("version 2 manifest without a valid upload_id (%q)", m.UploadID)
+	}
+	for i, f := range m.Files {
+		where := fmt.Sprintf("file %d (%q)", i, f.Name)
+		if f.Object != (StoredObject{}) {
+			return fmt.Errorf("%s: a v1 object (%q) in a version 2 manifest", where, f.Object.Key)
+		}
+		if f.DataKey == "" {
+			return fmt.Errorf("%s: no data_key", where)
+		}
+		if f.Size < 0 {
+			return fmt.Errorf("%s: negative size %d", where, f.Size)
+		}
+		var raw, stored int64
+		for j, c := range f.Chunks {
+			cw := fmt.Sprintf("%s chunk %d", where, j)
+			if c.RawSize <= 0 || c.RawSize > MaxChunkRawSize {
+				return fmt.Errorf("%s: raw size %d not in [1, %d]", cw, c.RawSize, MaxChunkRawSize)
+			}
+			if c.StoredSize <= 0 || c.StoredSize > 2*c.RawSize+1<<20 {
+				return fmt.Errorf("%s: stored size %d for raw size %d", cw, c.StoredSize, c.RawSize)
+			}
+			if c.Offset < 0 || c.Key == "" && c.Offset != stored {
+				return fmt.Errorf("%s: offset %d, want %d (the data object is its chunks, in order)", cw, c.Offset, stored)
+			}
+			if !isCRC(c.CRC32C) || !isCRC(c.RawCRC32C) {
+				return fmt.Errorf("%s: crc32c %q / raw_crc32c %q: want 8 hex digits", cw, c.CRC32C, c.RawCRC32C)
+			}
+			if c.Compression != CompressionNone && c.Compression != CompressionZstd {
+				return fmt.Errorf("%s: unknown compression %q", cw, c.Compression)
+			}
+			switch {
+			case c.Encryption != EncryptionNone && c.Encryption != EncryptionAESGCMStream:
+				return fmt.Errorf("%s: unknown encryption %q", cw, c.Encryption)
+			case c.Encryption != EncryptionNone && c.KeyID == "":
+				return fmt.Errorf("%s: encrypted without a key_id", cw)
+			}
+			if c.Key == "" {
+				stored += c.StoredSize
+			}
+			raw += c.RawSize
+		}
+		if raw != f.Size {
+			return fmt.Errorf("%s: chunks cover %d raw bytes, the file has %d", where, raw, f.Size)
+		}
+	}
+	return nil
+}
+
+func isCRC(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// EncodeManifest returns the bytes of a segment manifest as writers store
+// it: deterministic (the same manifest, whatever the time zones of its
+// times, is the same bytes), so a retried commit of a v2 manifest is
+// byte-identical to the first.
+func EncodeManifest(m *SegmentManifest) ([]byte, error) {
+	c := *m
+	c.CreatedAt, c.SourceModTime = utc(c.CreatedAt), utc(c.SourceModTime)
+	c.Files = append([]FileRecord(nil), m.Files...)
+	for i := range c.Files {
+		c.Files[i].ModTime = utc(c.Files[i].ModTime)
+	}
+	if m.PartitionState != nil {
+		ps := *m.PartitionState
+		ps.CapturedAt = utc(ps.CapturedAt)
+		c.PartitionState = &ps
+	}
+	data, err := json.MarshalIndent(&c, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest of %s-%d segment %d: %w", m.Topic, m.Partition, m.BaseOffset, err)
+	}
+	return data, nil
+}
+
+// utc is t in UTC, the zero time unchanged (omitzero).
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }
 
 // DecodeLogDirManifest parses and checks a log-dir manifest read from key.

@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/segvault/segvault/segment"
 )
@@ -108,6 +109,30 @@ func ClipLeaderEpochs(entries []EpochEntry, logStart, logEnd int64) []EpochEntry
 	c.TruncateFromEnd(logEnd)
 	c.TruncateFromStart(logStart)
 	return c.Entries()
+}
+
+// MergeLeaderEpochs combines leader-epoch entries from several sources (a
+// captured leader-epoch-checkpoint and the LeaderEpochs of segment
+// summaries, in any order) for a log ending before end: entries are sorted
+// by epoch, then start offset (stable); each epoch keeps its first start
+// offset; an entry starting below the one kept before it is dropped, so
+// epochs and start offsets both rise; entries starting at or beyond end are
+// dropped, as Kafka's truncateFromEnd does. in is sorted in place.
+func MergeLeaderEpochs(in []EpochEntry, end int64) []EpochEntry {
+	sort.SliceStable(in, func(i, j int) bool {
+		return in[i].Epoch < in[j].Epoch || in[i].Epoch == in[j].Epoch && in[i].StartOffset < in[j].StartOffset
+	})
+	var out []EpochEntry
+	for _, e := range in {
+		if e.StartOffset >= end {
+			continue
+		}
+		if n := len(out); n > 0 && (out[n-1].Epoch == e.Epoch || out[n-1].StartOffset > e.StartOffset) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // DeriveLeaderEpochs rebuilds leader-epoch entries from segments, in

@@ -163,7 +163,7 @@ func FuzzMetaProperties(f *testing.F) {
 func FuzzControlRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, records []byte, count int32, attrs int16) {
 		raw := append(make([]byte, segment.V2HeaderSize), records...)
-		b := &segment.Batch{Magic: segment.MagicV2, Attributes: attrs, RecordCount: count, BaseOffset: 10, LastOffsetDelta: 5, MaxTimestamp: 7}
+		b := &segment.Batch{Magic: segment.MagicV2, Attributes: attrs, RecordCount: count, BaseOffset: 10, LastOffsetDelta: 5, MaxTimestamp: 7, Length: int32(len(raw) - segment.LogOverhead)}
 		c, ok, err := ParseControlRecord(b, raw)
 		if ok && (err != nil || c.Offset < 10) {
 			t.Fatalf("%+v %v", c, err)

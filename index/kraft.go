@@ -37,7 +37,7 @@ func VerifyKRaftSnapshot(src io.Reader, size int64, name string) (*KRaftSnapshot
 		b, raw := r.Batch(), r.Raw()
 		if rep.Batches == 0 {
 			c, ok, err := ParseControlRecord(b, raw)
-			if err != nil || !ok || c.Type != ControlSnapshotHeader {
+			if err != nil || !ok || c.Type != segment.ControlSnapshotHeader {
 				return rep, indexErr(name, b.Pos, 0, CheckHeader, "the first record is not a SnapshotHeader control record")
 			}
 			rep.HasHeader = true
@@ -52,7 +52,7 @@ func VerifyKRaftSnapshot(src io.Reader, size int64, name string) (*KRaftSnapshot
 		lastPos = b.Pos
 		lastIsFooter = false
 		if b.Control() {
-			if t, ok := lastControlType(b, raw); ok && t == ControlSnapshotFooter {
+			if t, ok := lastControlType(b, raw); ok && t == segment.ControlSnapshotFooter {
 				lastIsFooter = true
 			}
 		}
@@ -68,4 +68,17 @@ func VerifyKRaftSnapshot(src io.Reader, size int64, name string) (*KRaftSnapshot
 	}
 	rep.HasFooter = true
 	return rep, nil
+}
+
+// lastControlType returns the type of the last record of a control batch,
+// ok=false when it has none or does not decode.
+func lastControlType(b *segment.Batch, raw []byte) (segment.ControlType, bool) {
+	var typ segment.ControlType
+	ok := false
+	err := segment.DecodeRecords(b, raw, func(r *segment.Record) bool {
+		t, err := segment.ParseControlKey(r.Key)
+		typ, ok = t, err == nil
+		return ok
+	})
+	return typ, ok && err == nil
 }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -134,8 +135,8 @@ func (s *ProducerState) Append(b *segment.Batch, raw []byte) (txn AbortedTxn, ok
 		// still registers the producer (ProducerStateManager.update).
 		return txn, false, nil
 	}
-	if c.Type != ControlAbort && c.Type != ControlCommit {
-		return txn, false, fmt.Errorf("control batch at offset %d of producer %d: record type %d is not a transaction marker", b.BaseOffset, b.ProducerID, c.Type)
+	if c.Type != segment.ControlAbort && c.Type != segment.ControlCommit {
+		return txn, false, fmt.Errorf("control batch at offset %d of producer %d: record type %d is not a transaction marker", b.BaseOffset, b.ProducerID, int16(c.Type))
 	}
 	first := e.CurrentTxnFirstOffset
 	e.maybeUpdateEpoch(b.ProducerEpoch)
@@ -146,7 +147,7 @@ func (s *ProducerState) Append(b *segment.Batch, raw []byte) (txn AbortedTxn, ok
 		return txn, false, nil // an empty transaction leaves no trace in the index
 	}
 	delete(s.open, b.ProducerID)
-	if c.Type == ControlCommit {
+	if c.Type == segment.ControlCommit {
 		return txn, false, nil
 	}
 	// ProducerStateManager.lastStableOffset: the first offset of the
@@ -158,6 +159,51 @@ func (s *ProducerState) Append(b *segment.Batch, raw []byte) (txn AbortedTxn, ok
 		}
 	}
 	return AbortedTxn{ProducerID: b.ProducerID, FirstOffset: first, LastOffset: c.Offset, LastStableOffset: lso}, true, nil
+}
+
+// ControlRecord is the decoded key (and, for transaction markers, value) of
+// a control batch's first record.
+type ControlRecord struct {
+	Type             segment.ControlType
+	Offset           int64
+	Timestamp        int64 // record timestamp (what ProducerStateManager stores for markers)
+	CoordinatorEpoch int32 // transaction markers only, else -1
+}
+
+// ParseControlRecord decodes the first record of a v2 control batch
+// (segment.Reader's Batch and Raw) with segment.DecodeRecords: key =
+// version:int16 type:int16, and for ABORT/COMMIT value = version:int16
+// coordinatorEpoch:int32. ok is false for a batch that is not a v2 control
+// batch or has no records (the cleaner may leave empty control batches);
+// err reports a malformed one.
+func ParseControlRecord(b *segment.Batch, raw []byte) (c ControlRecord, ok bool, err error) {
+	if !b.Control() || b.Magic != segment.MagicV2 || b.RecordCount == 0 {
+		return c, false, nil
+	}
+	err = segment.DecodeRecords(b, raw, func(r *segment.Record) bool {
+		t, kerr := segment.ParseControlKey(r.Key)
+		if kerr != nil {
+			err = kerr
+			return false
+		}
+		c = ControlRecord{Type: t, Offset: r.Offset, Timestamp: r.Timestamp, CoordinatorEpoch: -1}
+		if t == segment.ControlAbort || t == segment.ControlCommit {
+			if c.CoordinatorEpoch, kerr = segment.ParseEndTxnMarker(r.Value); kerr != nil {
+				err = kerr
+				return false
+			}
+		}
+		ok = true
+		return false
+	})
+	if err != nil {
+		var ce *segment.CorruptionError
+		if errors.As(err, &ce) {
+			return ControlRecord{}, false, fmt.Errorf("control batch at offset %d: %s check failed: %w", b.BaseOffset, ce.Check, ce.Err)
+		}
+		return ControlRecord{}, false, fmt.Errorf("control batch at offset %d: %w", b.BaseOffset, err)
+	}
+	return c, ok, nil
 }
 
 // EndOffset is the map end offset: the offset after the last batch seen, or

@@ -184,24 +184,60 @@ var ErrCutBeforeSegment = errors.New("cut offset below the segment's first batch
 // coordinator that knows the transaction aborts it. A restore that wants a
 // clean end cuts below the smallest first offset in OpenTxns instead.
 func CutLength(src io.Reader, size int64, name string, baseOffset, cut int64) (length, lastKept int64, err error) {
-	r := segment.NewReader(src, size, name, segment.ReaderOptions{BaseOffset: baseOffset})
-	lastKept = -1
-	reached := false
-	for r.Next() {
-		b := r.Batch()
-		if b.LastOffset() > cut {
-			reached = true
-			break
-		}
-		length, lastKept = b.Pos+b.Size(), b.LastOffset()
+	p, err := CutPrefix(src, size, name, baseOffset, PointInTime{ToOffset: cut, ToTime: -1})
+	if err != nil {
+		return p.Length, p.LastOffset, fmt.Errorf("cut %s at offset %d: %w", name, cut, err)
 	}
-	if err := r.Err(); err != nil && !reached {
-		return length, lastKept, fmt.Errorf("cut %s at offset %d: %w", name, cut, err)
-	}
-	if length == 0 {
+	if p.Length == 0 {
 		return 0, -1, ErrCutBeforeSegment
 	}
-	return length, lastKept, nil
+	return p.Length, p.LastOffset, nil
+}
+
+// PointInTime bounds a point-in-time restore: the log keeps the prefix of
+// batches with lastOffset <= ToOffset and maxTimestamp <= ToTime (-1: no
+// bound); the first batch over either bound ends it.
+type PointInTime struct {
+	ToOffset int64
+	ToTime   int64
+}
+
+// Keeps reports whether b lies within the bound.
+func (p PointInTime) Keeps(b *segment.Batch) bool {
+	return (p.ToOffset < 0 || b.LastOffset() <= p.ToOffset) && (p.ToTime < 0 || b.MaxTimestamp <= p.ToTime)
+}
+
+// KeepsWhole reports whether a whole segment, by its Summary, lies within
+// the bound, so it is kept without reading it.
+func (p PointInTime) KeepsWhole(s *segment.Summary) bool {
+	return (p.ToOffset < 0 || s.LastOffset <= p.ToOffset) && (p.ToTime < 0 || s.MaxTimestamp <= p.ToTime)
+}
+
+// Prefix is the part of a segment a PointInTime keeps.
+type Prefix struct {
+	Length       int64 // bytes of whole batches kept (0: none)
+	LastOffset   int64 // last offset kept, -1 if none
+	MaxTimestamp int64 // largest batch max timestamp kept, -1 if none
+	Batches      int
+}
+
+// CutPrefix reads a .log (size bytes from src) up to the first batch
+// outside p and returns the prefix p keeps. The error is the reader's
+// (*segment.CorruptionError or I/O) for a damaged batch met before the
+// cut; the Prefix then covers the batches before it.
+func CutPrefix(src io.Reader, size int64, name string, baseOffset int64, p PointInTime) (Prefix, error) {
+	r := segment.NewReader(src, size, name, segment.ReaderOptions{BaseOffset: baseOffset})
+	res := Prefix{LastOffset: -1, MaxTimestamp: -1}
+	for r.Next() {
+		b := r.Batch()
+		if !p.Keeps(b) {
+			return res, nil
+		}
+		res.Length, res.LastOffset = b.Pos+b.Size(), b.LastOffset()
+		res.MaxTimestamp = max(res.MaxTimestamp, b.MaxTimestamp)
+		res.Batches++
+	}
+	return res, r.Err()
 }
 
 // OpenTxnsFromSnapshot returns the transactions a producer snapshot

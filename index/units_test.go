@@ -173,9 +173,9 @@ func TestControlRecords(t *testing.T) {
 			t.Errorf("%+v vs %+v", c, b)
 		}
 		switch c.Type {
-		case ControlAbort:
+		case segment.ControlAbort:
 			aborts++
-		case ControlCommit:
+		case segment.ControlCommit:
 			commits++
 		}
 	}

@@ -367,6 +367,35 @@ func (v *offsetVerifier) finish(validBytes, lastOffset int64) {
 }
 
 // timeVerifier matches .timeindex entries against batches.
+// RecordMaxTimestamp finds the largest record timestamp of a batch and the
+// offset of the first record that has it: what LogValidator used as "offset
+// of max timestamp" for uncompressed leader appends up to Kafka 3.6
+// (kafka-format.md §4.2). It decodes uncompressed v2 batches with
+// segment.DecodeRecords; other batches, and batches that fail its checks,
+// return ok=false (a caller-supplied RecordMaxFunc may handle them).
+func RecordMaxTimestamp(b *segment.Batch, raw []byte) (maxTs, offset int64, ok bool) {
+	if b.Magic != segment.MagicV2 || b.Codec() != segment.CodecNone {
+		return 0, 0, false
+	}
+	maxTs, offset = segment.NoTimestamp, -1
+	err := segment.DecodeRecords(b, raw, func(r *segment.Record) bool {
+		if r.Timestamp > maxTs {
+			maxTs, offset = r.Timestamp, r.Offset
+		}
+		return true
+	})
+	if err != nil || offset < 0 {
+		return 0, 0, false
+	}
+	return maxTs, offset, true
+}
+
+// RecordMaxFunc computes RecordMaxTimestamp for a batch index does not read
+// itself (compressed, legacy). It is called while r is positioned on that
+// batch, so it can use the reader's record decoding (decompression);
+// ok=false leaves the entry unverified.
+type RecordMaxFunc func(r *segment.Reader) (maxTs, offset int64, ok bool)
+
 type timeVerifier struct {
 	rep       *FileReport
 	entries   []TimeEntry
@@ -459,7 +488,7 @@ func (v *txnVerifier) batch(b *segment.Batch, raw []byte) {
 	v.j++
 	c, ok, err := ParseControlRecord(b, raw)
 	switch {
-	case err != nil || !ok || c.Type != ControlAbort:
+	case err != nil || !ok || c.Type != segment.ControlAbort:
 		v.rep.addf(int64(i*TxnEntrySize)+txnOffLast, i, CheckMarker, true, "last offset %d is a control batch but not an ABORT marker", e.LastOffset)
 	case b.ProducerID != e.ProducerID:
 		v.rep.addf(int64(i*TxnEntrySize)+txnOffProducer, i, CheckMarker, true, "producer id %d, but the ABORT marker at offset %d belongs to producer %d", e.ProducerID, e.LastOffset, b.ProducerID)

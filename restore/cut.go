@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/segvault/segvault/segment"
+	"github.com/segvault/segvault/index"
 )
 
 // CutPreview is where a point-in-time restore will cut a partition, before
@@ -21,9 +21,10 @@ type CutPreview struct {
 // holding the cut read batch by batch from the archive (verified).
 func PreviewCut(ctx context.Context, src Source, pp *PartitionPlan, toOffset, toTime int64) (CutPreview, error) {
 	c := CutPreview{LastOffset: -1, LastTimestamp: -1}
+	pit := index.PointInTime{ToOffset: toOffset, ToTime: toTime}
 	for _, s := range pp.Segments {
 		sum := s.Manifest.Summary
-		if (toOffset < 0 || sum.LastOffset <= toOffset) && (toTime < 0 || sum.MaxTimestamp <= toTime) {
+		if pit.KeepsWhole(sum.Segment()) {
 			c.Segments++
 			if sum.LastOffset >= 0 {
 				c.Kept, c.LastOffset = true, sum.LastOffset
@@ -37,19 +38,15 @@ func PreviewCut(ctx context.Context, src Source, pp *PartitionPlan, toOffset, to
 		}
 		rc, err := src.Open(ctx, rec)
 		if err != nil {
-			return c, fmt.Errorf("object %s (%s): %w", rec.Object.Key, rec.Name, err)
+			return c, fmt.Errorf("object %s (%s): %w", objectKey(rec), rec.Name, err)
 		}
 		defer rc.Close()
-		r := segment.NewReader(rc, rec.Size, rec.Object.Key, segment.ReaderOptions{BaseOffset: s.Manifest.BaseOffset})
-		for r.Next() {
-			b := r.Batch()
-			if (toOffset >= 0 && b.LastOffset() > toOffset) || (toTime >= 0 && b.MaxTimestamp > toTime) {
-				break
-			}
-			c.Kept, c.LastOffset = true, b.LastOffset()
-			c.LastTimestamp = max(c.LastTimestamp, b.MaxTimestamp)
+		p, err := index.CutPrefix(rc, rec.Size, objectKey(rec), s.Manifest.BaseOffset, pit)
+		if p.Batches > 0 {
+			c.Kept, c.LastOffset = true, p.LastOffset
+			c.LastTimestamp = max(c.LastTimestamp, p.MaxTimestamp)
 		}
-		if err := r.Err(); err != nil {
+		if err != nil {
 			return c, err
 		}
 		c.Segments++ // kept, possibly truncated to nothing, as Run does

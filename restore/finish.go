@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -111,11 +110,11 @@ func hasFile(s Segment, kind segment.FileKind) bool {
 // findCut returns how many segments to keep and the byte length of the last
 // one (-1: whole) so that only batches with lastOffset <= toOffset and
 // maxTimestamp <= toTime remain (a prefix: the first batch over either
-// bound ends the log).
+// bound ends the log; index.PointInTime).
 func findCut(dir string, segs []Segment, toOffset, toTime int64) (int, int64, error) {
+	pit := index.PointInTime{ToOffset: toOffset, ToTime: toTime}
 	for i, s := range segs {
-		sum := s.Manifest.Summary
-		if (toOffset < 0 || sum.LastOffset <= toOffset) && (toTime < 0 || sum.MaxTimestamp <= toTime) {
+		if pit.KeepsWhole(s.Manifest.Summary.Segment()) {
 			continue
 		}
 		path := filepath.Join(dir, segment.FormatName(s.Manifest.BaseOffset, segment.KindLog))
@@ -128,19 +127,11 @@ func findCut(dir string, segs []Segment, toOffset, toTime int64) (int, int64, er
 		if err != nil {
 			return 0, 0, err
 		}
-		r := segment.NewReader(f, fi.Size(), path, segment.ReaderOptions{BaseOffset: s.Manifest.BaseOffset})
-		var length int64
-		for r.Next() {
-			b := r.Batch()
-			if (toOffset >= 0 && b.LastOffset() > toOffset) || (toTime >= 0 && b.MaxTimestamp > toTime) {
-				break
-			}
-			length = b.Pos + b.Size()
-		}
-		if err := r.Err(); err != nil {
+		p, err := index.CutPrefix(f, fi.Size(), path, s.Manifest.BaseOffset, pit)
+		if err != nil {
 			return 0, 0, err
 		}
-		return i + 1, length, nil
+		return i + 1, p.Length, nil
 	}
 	return len(segs), -1, nil
 }
@@ -248,7 +239,7 @@ func writeAbortMarkers(dir string, end int64, ps *index.ProducerState, leaderEpo
 	var log []byte
 	for i, pid := range pids {
 		e := byID[pid]
-		log = append(log, abortMarker(end+int64(i), leaderEpoch, pid, e.Epoch, max(e.CoordinatorEpoch, 0), ts)...)
+		log = segment.AppendTxnMarker(log, segment.TxnMarker{ProducerID: pid, Epoch: e.Epoch, Offset: end + int64(i), CoordinatorEpoch: max(e.CoordinatorEpoch, 0)}, leaderEpoch, ts)
 	}
 	base := segment.FormatName(end, segment.KindLog)
 	if err := writeFile(filepath.Join(dir, base), log); err != nil {
@@ -260,31 +251,4 @@ func writeAbortMarkers(dir string, end int64, ps *index.ProducerState, leaderEpo
 		}
 	}
 	return len(pids), nil
-}
-
-// abortMarker encodes a v2 control batch with one ABORT record
-// (kafka-format.md §13: key version:int16 type:int16, value version:int16
-// coordinatorEpoch:int32), CRC-32C over attributes..end.
-func abortMarker(offset int64, leaderEpoch int32, pid int64, epoch int16, coordEpoch int32, ts int64) []byte {
-	rec := []byte{0, 0, 0, 8, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0}
-	// attributes, tsDelta, offsetDelta, keyLen=4 (zigzag 8), key(4), valueLen=6 (zigzag 12), value(6), headers=0
-	binary.BigEndian.PutUint32(rec[11:], uint32(coordEpoch))
-	b := make([]byte, segment.V2HeaderSize, segment.V2HeaderSize+1+len(rec))
-	b = append(b, byte(len(rec)<<1))
-	b = append(b, rec...)
-	be := binary.BigEndian
-	be.PutUint64(b[0:], uint64(offset))
-	be.PutUint32(b[8:], uint32(len(b)-segment.LogOverhead))
-	be.PutUint32(b[12:], uint32(leaderEpoch))
-	b[16] = segment.MagicV2
-	be.PutUint16(b[21:], 0x30) // transactional | control
-	be.PutUint32(b[23:], 0)    // lastOffsetDelta
-	be.PutUint64(b[27:], uint64(ts))
-	be.PutUint64(b[35:], uint64(ts))
-	be.PutUint64(b[43:], uint64(pid))
-	be.PutUint16(b[51:], uint16(epoch))
-	be.PutUint32(b[53:], 0xffffffff) // baseSequence -1
-	be.PutUint32(b[57:], 1)
-	be.PutUint32(b[17:], segment.CRC32C(b[21:]))
-	return b
 }

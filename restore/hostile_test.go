@@ -3,8 +3,6 @@ package restore_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,30 +140,30 @@ func TestHostileBucket(t *testing.T) {
 		}, "illegal topic name"},
 		{"object-outside-segment", func(t *testing.T, root string) string {
 			p, m := firstManifest(t, root)
-			m.Files[0].Object.Key = "v1/elsewhere/object"
+			m.Files[0].DataKey = "v2/elsewhere/object.sv2"
 			writeManifest(t, p, m)
 			return strings.TrimPrefix(p, root+"/")
 		}, "outside the segment's prefix"},
 		{"truncated-object", func(t *testing.T, root string) string {
 			_, m := firstManifest(t, root)
-			obj := filepath.Join(root, m.Files[0].Object.Key)
+			obj := filepath.Join(root, m.Files[0].DataKey)
 			data, _ := os.ReadFile(obj)
 			os.Chmod(obj, 0o644)
 			if err := os.WriteFile(obj, data[:len(data)/2], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return m.Files[0].Object.Key
+			return m.Files[0].DataKey
 		}, "object"},
 		{"flipped-byte", func(t *testing.T, root string) string {
 			_, m := firstManifest(t, root)
-			obj := filepath.Join(root, m.Files[0].Object.Key)
+			obj := filepath.Join(root, m.Files[0].DataKey)
 			data, _ := os.ReadFile(obj)
 			data[len(data)/2] ^= 0x01
 			os.Chmod(obj, 0o644)
 			if err := os.WriteFile(obj, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return m.Files[0].Object.Key
+			return m.Files[0].DataKey
 		}, "object"},
 		{"decompression-bomb", func(t *testing.T, root string) string {
 			// A valid zstd frame of 512 MiB of zeros, recorded as the small
@@ -178,17 +176,18 @@ func TestHostileBucket(t *testing.T) {
 				enc.Write(zero)
 			}
 			enc.Close()
-			obj := filepath.Join(root, m.Files[0].Object.Key)
+			// One chunk (v2): the frame stands for the whole .log, whose
+			// raw size the manifest still records.
+			obj := filepath.Join(root, m.Files[0].DataKey)
 			os.Remove(obj)
 			if err := os.WriteFile(obj, buf.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			sum := sha256.Sum256(buf.Bytes())
-			m.Files[0].Object.Size = int64(buf.Len())
-			m.Files[0].Object.SHA256 = hex.EncodeToString(sum[:])
-			m.Files[0].Object.CRC32C = fmt.Sprintf("%08x", crc32.Checksum(buf.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+			crc := fmt.Sprintf("%08x", crc32.Checksum(buf.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+			m.Files[0].Chunks = []archive.Chunk{{Offset: 0, StoredSize: int64(buf.Len()), RawSize: m.Files[0].Size, CRC32C: crc,
+				RawCRC32C: "00000000", Compression: archive.CompressionZstd}}
 			writeManifest(t, p, m)
-			return m.Files[0].Object.Key
+			return m.Files[0].DataKey
 		}, "object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

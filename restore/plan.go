@@ -11,6 +11,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -56,6 +57,9 @@ type Selection struct {
 	// verify in Plan.Bad and plans without it (its segment then comes from
 	// another replica's copy, or is a gap), instead of failing the plan.
 	LeaveOutBad bool
+	// RolledOnly plans rolled (archived) segments only, without the tail
+	// captures of active segments (restore/tail.go).
+	RolledOnly bool
 }
 
 // Segment is one planned segment version.
@@ -89,6 +93,9 @@ type PartitionPlan struct {
 	// full restore writes an empty segment there and reports the offsets
 	// between as a gap, so they are never reused. 0 otherwise.
 	TailAt int64
+	// Tail, when the archive holds tail captures of the partition, says
+	// what they add (restore/tail.go); nil otherwise.
+	Tail *TailPlan
 }
 
 // DropTail forgets the unarchived tail (TailAt and its gap): a
@@ -189,83 +196,24 @@ func (p *Plan) MissingMetadata() string {
 
 const metadataTopic = "__cluster_metadata"
 
-// parsedKey is what a manifest key says, before the manifest is read.
-type parsedKey struct {
-	cluster, topic, topicID, kind string
-	partition                     int32
-	base                          int64
-	broker                        int32
-}
-
-// parseManifestKey parses .../v1/<cluster>/topics/<topic>/<p>/<id>/(segments|snapshots)/<base>/<broker>-<content>/manifest.json.
-func parseManifestKey(l archive.Layout, key string) (parsedKey, bool) {
-	rest, ok := strings.CutPrefix(key, l.Root())
-	if !ok {
-		return parsedKey{}, false
-	}
-	f := strings.Split(rest, "/")
-	if len(f) != 9 || f[1] != "topics" || f[8] != archive.ManifestName {
-		return parsedKey{}, false
-	}
-	var k parsedKey
-	k.cluster, k.topic, k.topicID = f[0], f[2], f[4]
-	switch f[5] {
-	case "segments":
-		k.kind = archive.KindSegment
-	case "snapshots":
-		k.kind = archive.KindKRaftSnapshot
-	default:
-		return parsedKey{}, false
-	}
-	if _, err := fmt.Sscanf(f[3], "%d", &k.partition); err != nil {
-		return parsedKey{}, false
-	}
-	if _, err := fmt.Sscanf(strings.SplitN(f[6], "-", 2)[0], "%d", &k.base); err != nil {
-		return parsedKey{}, false
-	}
-	if _, err := fmt.Sscanf(strings.SplitN(f[7], "-", 2)[0], "%d", &k.broker); err != nil {
-		return parsedKey{}, false
-	}
-	return k, true
-}
-
-// parseGapKey parses .../v1/<cluster>/topics/<topic>/<p>/<id>/gaps/<base>-<broker>.json.
-func parseGapKey(l archive.Layout, key string) (parsedKey, bool) {
-	rest, ok := strings.CutPrefix(key, l.Root())
-	if !ok {
-		return parsedKey{}, false
-	}
-	f := strings.Split(rest, "/")
-	if len(f) != 7 || f[1] != "topics" || f[5] != "gaps" || !strings.HasSuffix(f[6], ".json") {
-		return parsedKey{}, false
-	}
-	k := parsedKey{cluster: f[0], topic: f[2], topicID: f[4], kind: "gap"}
-	if _, err := fmt.Sscanf(f[3], "%d", &k.partition); err != nil {
-		return parsedKey{}, false
-	}
-	if _, err := fmt.Sscanf(strings.TrimSuffix(f[6], ".json"), "%d-%d", &k.base, &k.broker); err != nil {
-		return parsedKey{}, false
-	}
-	return k, true
-}
-
-func (s *Selection) admits(k parsedKey) bool {
-	if s.Cluster != "" && k.cluster != s.Cluster {
+// admits reports whether the object of key k (archive.ParseKey) is selected.
+func (s *Selection) admits(k archive.KeyInfo) bool {
+	if s.Cluster != "" && k.Cluster != s.Cluster {
 		return false
 	}
-	if k.topic == "__cluster_metadata" {
-		return s.Metadata && (s.Broker < 0 || k.broker == s.Broker)
+	if k.Topic == "__cluster_metadata" {
+		return s.Metadata && (s.Broker < 0 || k.Broker == s.Broker)
 	}
-	if s.Topics != nil && !s.Topics.MatchString(k.topic) {
+	if s.Topics != nil && !s.Topics.MatchString(k.Topic) {
 		return false
 	}
-	if s.TopicID != "" && k.topicID != s.TopicID {
+	if s.TopicID != "" && k.TopicID != s.TopicID {
 		return false
 	}
 	if len(s.Partitions) > 0 {
 		found := false
 		for _, p := range s.Partitions {
-			found = found || p == k.partition
+			found = found || p == k.Partition
 		}
 		if !found {
 			return false
@@ -277,7 +225,7 @@ func (s *Selection) admits(k parsedKey) bool {
 // MakePlan lists the archive and plans the restore of sel.
 func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Selection, concurrency int) (*Plan, error) {
 	var keys, gapKeys []string
-	var gapParsed []parsedKey
+	var gapParsed []archive.KeyInfo
 	clusters := map[string]bool{}
 	brokers := map[string]map[int32]bool{}
 	seenBroker := func(c string, b int32) {
@@ -286,26 +234,28 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		}
 		brokers[c][b] = true
 	}
-	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
-		k, ok := parseManifestKey(layout, oi.Key)
-		if !ok {
-			if c, b, ok := logDirKeyBroker(layout, oi.Key); ok {
-				clusters[c] = true
-				seenBroker(c, b)
-			} else if g, ok := parseGapKey(layout, oi.Key); ok && sel.GapMarkers && sel.admits(g) {
-				gapKeys, gapParsed = append(gapKeys, oi.Key), append(gapParsed, g)
-			}
-			return nil
-		}
-		clusters[k.cluster] = true
-		seenBroker(k.cluster, k.broker)
-		if sel.admits(k) {
-			keys = append(keys, oi.Key)
-		}
-		return nil
-	})
+	// One listing of both layout versions.
+	cat, err := archive.ListAll(ctx, src, layout)
 	if err != nil {
 		return nil, fmt.Errorf("list archive: %w", err)
+	}
+	for _, e := range cat.LogDirs {
+		clusters[e.Key.Cluster] = true
+		seenBroker(e.Key.Cluster, e.Key.Broker)
+	}
+	if sel.GapMarkers {
+		for _, e := range cat.Gaps {
+			if sel.admits(e.Key) {
+				gapKeys, gapParsed = append(gapKeys, e.Object.Key), append(gapParsed, e.Key)
+			}
+		}
+	}
+	for _, v := range cat.Versions {
+		clusters[v.Key.Cluster] = true
+		seenBroker(v.Key.Cluster, v.Key.Broker)
+		if sel.admits(v.Key) {
+			keys = append(keys, v.Manifest.Key)
+		}
 	}
 	if sel.Cluster == "" {
 		if len(clusters) > 1 {
@@ -329,7 +279,7 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		return nil, &NoBrokerError{Broker: sel.Broker, Cluster: sel.Cluster, Brokers: plan.Brokers}
 	}
 	if plan.WholeBroker {
-		if plan.LogDirs, err = latestLogDirs(ctx, src, layout, sel.Cluster, sel.Broker); err != nil {
+		if plan.LogDirs, err = latestLogDirs(ctx, src, cat, sel.Cluster, sel.Broker); err != nil {
 			return nil, err
 		}
 	}
@@ -342,7 +292,7 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 			if sel.Broker >= 0 && b != sel.Broker {
 				continue
 			}
-			lds, err := latestLogDirs(ctx, src, layout, sel.Cluster, b)
+			lds, err := latestLogDirs(ctx, src, cat, sel.Cluster, b)
 			if err != nil {
 				if !sel.LeaveOutBad {
 					return nil, err
@@ -354,7 +304,7 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		}
 	}
 	var mu sync.Mutex
-	var badManifests []parsedKey
+	var badManifests []archive.KeyInfo
 	bad := func(key string, err error) error {
 		if !sel.LeaveOutBad {
 			return err
@@ -362,7 +312,7 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		mu.Lock()
 		defer mu.Unlock()
 		plan.Bad = append(plan.Bad, BadObject{Key: key, Err: err.Error()})
-		if k, ok := parseManifestKey(layout, key); ok {
+		if k, ok := archive.ParseKey(layout, key); ok && k.IsManifest() {
 			badManifests = append(badManifests, k)
 		}
 		return nil
@@ -373,6 +323,9 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 	for i, key := range keys {
 		g.Go(func() error {
 			data, err := src.Get(gctx, key, archive.MaxManifestSize)
+			if errors.Is(err, uploader.ErrNotFound) {
+				return nil // pruned since the listing (segvault prune deletes only versions no plan picks)
+			}
 			if err != nil {
 				return fmt.Errorf("read manifest %s: %w", key, err)
 			}
@@ -408,22 +361,31 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		plan.Partitions = append(plan.Partitions, pp)
 		byPart[k] = pp
 	}
+	if err := planTails(ctx, src, layout, sel, plan, concurrency); err != nil {
+		return nil, err
+	}
+	for _, pp := range plan.Partitions {
+		byPart[pk{pp.Topic, pp.Partition}] = pp
+	}
 	// A segment whose every manifest was left out is a gap unless another
 	// copy covers it.
 	for _, k := range badManifests {
-		if pp := byPart[pk{k.topic, k.partition}]; pp != nil && k.kind == archive.KindSegment && pp.TopicID == k.topicID {
-			badGap(pp, k.base)
+		if pp := byPart[pk{k.Topic, k.Partition}]; pp != nil && k.Kind == archive.KeySegmentManifest && pp.TopicID == k.TopicID {
+			badGap(pp, k.BaseOffset)
 		}
 	}
 	// Gap markers: a segment an agent recorded as lost is a gap only where
 	// no archived copy covers it (data wins over a marker).
 	for i, key := range gapKeys {
 		data, err := src.Get(ctx, key, 1<<20)
+		if errors.Is(err, uploader.ErrNotFound) {
+			continue // pruned since the listing
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read gap marker %s: %w", key, err)
 		}
 		gm, err := archive.DecodeGapMarker(key, data)
-		if err == nil && (gm.Topic != gapParsed[i].topic || gm.Partition != gapParsed[i].partition || gm.NextBase < gm.BaseOffset || gm.BaseOffset < 0) {
+		if err == nil && (gm.Topic != gapParsed[i].Topic || gm.Partition != gapParsed[i].Partition || gm.NextBase < gm.BaseOffset || gm.BaseOffset < 0) {
 			err = fmt.Errorf("gap marker %s: names %s-%d offsets %d..%d, not the partition of its key", key, gm.Topic, gm.Partition, gm.BaseOffset, gm.NextBase)
 		}
 		if err == nil {
@@ -459,7 +421,7 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 				for _, e := range entries {
 					k := pk{e.Topic, e.Partition}
 					if e.Topic == metadataTopic || segment.ValidateTopic(e.Topic) != nil || e.Partition < 0 || e.Offset < 0 ||
-						!sel.admits(parsedKey{cluster: sel.Cluster, topic: e.Topic, partition: e.Partition, topicID: sel.TopicID}) {
+						!sel.admits(archive.KeyInfo{Cluster: sel.Cluster, Topic: e.Topic, Partition: e.Partition, TopicID: sel.TopicID}) {
 						continue
 					}
 					pp := byPart[k]
@@ -519,30 +481,6 @@ func MakePlan(ctx context.Context, src Source, layout archive.Layout, sel Select
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return plan, nil
-}
-
-// logDirKeyCluster returns the cluster of a log-dir capture key
-// (<root><cluster>/brokers/<id>/logdirs/<dir>/<time>.json).
-func logDirKeyCluster(l archive.Layout, key string) (string, bool) {
-	c, _, ok := logDirKeyBroker(l, key)
-	return c, ok
-}
-
-// logDirKeyBroker returns the cluster and broker of a log-dir capture key.
-func logDirKeyBroker(l archive.Layout, key string) (string, int32, bool) {
-	rest, ok := strings.CutPrefix(key, l.Root())
-	if !ok {
-		return "", 0, false
-	}
-	f := strings.Split(rest, "/")
-	if len(f) != 6 || f[1] != "brokers" || f[3] != "logdirs" {
-		return "", 0, false
-	}
-	var b int32
-	if _, err := fmt.Sscanf(f[2], "%d", &b); err != nil {
-		return "", 0, false
-	}
-	return f[0], b, true
 }
 
 // badGap records that the segment at base could not be read, unless a
@@ -619,8 +557,17 @@ func checkManifest(layout archive.Layout, key string, m *archive.SegmentManifest
 		return bad("bad base offset %d or no summary", m.BaseOffset)
 	}
 	dir := strings.TrimSuffix(key, archive.ManifestName)
-	if !strings.HasPrefix(dir, layout.PartitionPrefix(m.ClusterID, m.Topic, m.Partition)) {
+	partPrefix := layout.PartitionPrefix(m.ClusterID, m.Topic, m.Partition)
+	if m.Version == archive.ManifestVersionV2 {
+		partPrefix = layout.PartitionPrefixV2(m.ClusterID, m.Topic, m.Partition)
+	}
+	if !strings.HasPrefix(dir, partPrefix) {
 		return bad("names topic %s partition %d but is stored elsewhere", m.Topic, m.Partition)
+	}
+	if m.Version == archive.ManifestVersionV2 {
+		if k, ok := archive.ParseKey(layout, key); !ok || k.VersionID != m.UploadID || k.Broker != m.BrokerID || k.BaseOffset != m.BaseOffset {
+			return bad("names broker %d, base offset %d and upload id %s, not those of its key", m.BrokerID, m.BaseOffset, m.UploadID)
+		}
 	}
 	seen := map[string]bool{}
 	for i, f := range m.Files {
@@ -640,6 +587,17 @@ func checkManifest(layout archive.Layout, key string, m *archive.SegmentManifest
 		} else if n.Kind != segment.KindSnapshot && n.BaseOffset != m.BaseOffset {
 			return bad("file %q does not belong to segment %d", f.Name, m.BaseOffset)
 		}
+		if f.IsV2() {
+			if f.Size < 0 || !strings.HasPrefix(f.DataKey, dir) || strings.Contains(strings.TrimPrefix(f.DataKey, dir), "/") {
+				return bad("file %q: bad size or data key %q outside the segment's prefix", f.Name, f.DataKey)
+			}
+			for _, c := range f.Chunks {
+				if k, ok := archive.ParseKey(layout, c.Key); c.Key != "" && (!ok || k.Kind != archive.KeyTailPack || k.Cluster != m.ClusterID) {
+					return bad("file %q: chunk at raw offset %d is in object %q, neither its data object nor a tail pack of cluster %s", f.Name, c.Offset, c.Key, m.ClusterID)
+				}
+			}
+			continue
+		}
 		if f.Size < 0 || f.Object.Size < 0 || !strings.HasPrefix(f.Object.Key, dir) {
 			return bad("file %q: bad size or object key %q outside the segment's prefix", f.Name, f.Object.Key)
 		}
@@ -653,7 +611,7 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 	// Incarnation: the topic id with the newest manifest.
 	newest := map[string]time.Time{}
 	for _, s := range segs {
-		if t := s.Manifest.CreatedAt; t.After(newest[s.Manifest.TopicID]) {
+		if t := s.Manifest.Time(); t.After(newest[s.Manifest.TopicID]) {
 			newest[s.Manifest.TopicID] = t
 		}
 	}
@@ -678,7 +636,7 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 		if byBroker[m.BrokerID] == nil {
 			byBroker[m.BrokerID] = map[int64]Segment{}
 		}
-		if old, ok := byBroker[m.BrokerID][m.BaseOffset]; !ok || m.CreatedAt.After(old.Manifest.CreatedAt) {
+		if old, ok := byBroker[m.BrokerID][m.BaseOffset]; !ok || m.Time().After(old.Manifest.Time()) {
 			byBroker[m.BrokerID][m.BaseOffset] = s
 		}
 	}
@@ -732,7 +690,7 @@ func planPartition(topic string, p int32, segs []Segment, broker int32) *Partiti
 	}
 	sort.Slice(pp.Brokers, func(i, j int) bool { return pp.Brokers[i] < pp.Brokers[j] })
 	// KRaft snapshots: keep the newest of each <offset, epoch>.
-	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Manifest.CreatedAt.After(snaps[j].Manifest.CreatedAt) })
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Manifest.Time().After(snaps[j].Manifest.Time()) })
 	seenSnap := map[[2]int64]bool{}
 	for _, s := range snaps {
 		k := [2]int64{s.Manifest.BaseOffset, int64(s.Manifest.SnapshotEpoch)}
@@ -766,7 +724,7 @@ func dropSuperseded(m map[int64]Segment) []Segment {
 		covered := false
 		for _, t := range all {
 			tm, sm := t.Manifest, s.Manifest
-			if tm != sm && tm.CreatedAt.After(sm.CreatedAt) && tm.BaseOffset <= sm.BaseOffset && sm.BaseOffset < tm.NextSegmentBase {
+			if tm != sm && tm.Time().After(sm.Time()) && tm.BaseOffset <= sm.BaseOffset && sm.BaseOffset < tm.NextSegmentBase {
 				covered = true
 			}
 		}
@@ -792,33 +750,21 @@ func fits(chain []Segment, s Segment) bool {
 		if i+1 < len(chain) && ch <= lo && hi <= chain[i+1].Manifest.BaseOffset {
 			return true
 		}
+		// ...or extend the chain past its end: with one archived copy per
+		// partition (archive-replicas=designated) the selected broker's own
+		// copies may stop where another replica took over.
+		if i+1 == len(chain) && ch <= lo {
+			return true
+		}
 	}
 	return len(chain) == 0 || hi <= chain[0].Manifest.BaseOffset
 }
 
 // latestLogDirs returns the newest capture of each of a broker's log dirs.
-func latestLogDirs(ctx context.Context, src Source, layout archive.Layout, cluster string, broker int32) ([]*archive.LogDirManifest, error) {
-	latest := map[string]string{} // dir key -> newest object key
-	prefix := layout.LogDirPrefix(cluster, broker)
-	var mu sync.Mutex
-	err := src.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
-		rest := strings.TrimPrefix(oi.Key, prefix)
-		dir, _, ok := strings.Cut(rest, "/")
-		if !ok {
-			return nil
-		}
-		mu.Lock()
-		if oi.Key > latest[dir] {
-			latest[dir] = oi.Key
-		}
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
+func latestLogDirs(ctx context.Context, src Source, cat *archive.Catalog, cluster string, broker int32) ([]*archive.LogDirManifest, error) {
 	var out []*archive.LogDirManifest
-	for _, key := range latest {
+	for _, e := range cat.LatestLogDirs(cluster, broker) {
+		key := e.Object.Key
 		data, err := src.Get(ctx, key, archive.MaxManifestSize)
 		if err != nil {
 			return nil, err
@@ -833,21 +779,15 @@ func latestLogDirs(ctx context.Context, src Source, layout archive.Layout, clust
 	return out, nil
 }
 
-// Clusters lists the cluster ids the archive holds.
+// Clusters lists the cluster ids the archive holds (either layout version).
 func Clusters(ctx context.Context, src Source, layout archive.Layout) ([]string, error) {
-	seen := map[string]bool{}
-	err := src.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
-		if k, ok := parseManifestKey(layout, oi.Key); ok {
-			seen[k.cluster] = true
-		} else if c, ok := logDirKeyCluster(layout, oi.Key); ok {
-			seen[c] = true
-		}
-		return nil
-	})
-	var out []string
-	for c := range seen {
-		out = append(out, c)
+	cat, err := archive.ListAll(ctx, src, layout)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(out)
-	return out, err
+	out := cat.Clusters()
+	if len(out) == 0 {
+		return tailClusters(ctx, src, layout) // only tail captures (restore/tail.go)
+	}
+	return out, nil
 }

@@ -347,7 +347,7 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 		for _, f := range s.Manifest.Files {
 			resumed, err := fetchFile(ctx, src, tmp, f, opts.Progress)
 			if err != nil {
-				return fail(fmt.Errorf("object %s (%s): %w", f.Object.Key, f.Name, err))
+				return fail(fmt.Errorf("object %s (%s): %w", objectKey(f), f.Name, err))
 			}
 			if resumed && fetched[f.Name] {
 				continue // the same file again (leader-epoch-checkpoint of every segment): counted once
@@ -532,7 +532,7 @@ func writePartitionFiles(dir string, pp *PartitionPlan, topic string, end int64,
 				epochs = append(epochs, index.EpochEntry{Epoch: e.Epoch, StartOffset: e.StartOffset})
 			}
 		}
-		data = index.FormatLeaderEpochCheckpoint(clipEpochs(epochs, end))
+		data = index.FormatLeaderEpochCheckpoint(index.MergeLeaderEpochs(epochs, end))
 	}
 	if pp.Topic != "__cluster_metadata" {
 		if err := writeFile(filepath.Join(dir, index.LeaderEpochCheckpointFile), data); err != nil {
@@ -557,25 +557,6 @@ func writePartitionFiles(dir string, pp *PartitionPlan, topic string, end int64,
 		}
 	}
 	return nil
-}
-
-// clipEpochs sorts, dedups (first start offset per epoch, epochs rising)
-// and drops entries at or beyond end, as Kafka's truncateFromEnd does.
-func clipEpochs(in []index.EpochEntry, end int64) []index.EpochEntry {
-	sort.SliceStable(in, func(i, j int) bool {
-		return in[i].Epoch < in[j].Epoch || in[i].Epoch == in[j].Epoch && in[i].StartOffset < in[j].StartOffset
-	})
-	var out []index.EpochEntry
-	for _, e := range in {
-		if e.StartOffset >= end {
-			continue
-		}
-		if n := len(out); n > 0 && (out[n-1].Epoch == e.Epoch || out[n-1].StartOffset > e.StartOffset) {
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // restoredRange is where a partition went and which offsets it holds.

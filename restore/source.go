@@ -27,6 +27,20 @@ func (s *bucketSource) Get(ctx context.Context, key string, max int64) ([]byte, 
 	return uploader.ReadAll(ctx, s.b, key, max)
 }
 
+// Open reads one archived file of either format (archive.OpenFile: v1 one
+// object, v2 chunks fetched with ranged reads and decoded in parallel),
+// verified.
 func (s *bucketSource) Open(ctx context.Context, rec archive.FileRecord) (io.ReadCloser, error) {
-	return archive.OpenVerified(ctx, s.b, rec, s.opts)
+	if isTailRecord(rec) {
+		return openTailRecord(ctx, s.b, rec, s.opts.Keys), nil
+	}
+	return archive.OpenFile(ctx, s.b, rec, s.opts)
+}
+
+// objectKey names the object holding rec's bytes, for errors.
+func objectKey(rec archive.FileRecord) string {
+	if rec.IsV2() {
+		return rec.DataKey
+	}
+	return rec.Object.Key
 }

@@ -412,5 +412,33 @@ func checkControl(b *Batch, recs []Record) *batchCheck {
 	return nil
 }
 
+// DecodeRecords decodes the records of one magic-2 batch, b and raw as a
+// Reader returns them (Batch, Raw), with the deep checks of Reader.Records
+// (decompressing if needed), and calls fn for each record in order; fn
+// returning false stops the walk. The records, and their Key, Value and
+// Headers, are valid only during fn. It is for callers that hold a batch
+// but not its Reader; a failed check is returned as a *CorruptionError
+// (File empty) at the batch's position.
+func DecodeRecords(b *Batch, raw []byte, fn func(r *Record) bool) error {
+	if b.Magic != MagicV2 {
+		return &CorruptionError{Pos: b.Pos, BaseOffset: b.BaseOffset, Check: "magic", Err: fmt.Errorf("magic %d batch: DecodeRecords reads magic 2 only", b.Magic)}
+	}
+	if len(raw) < V2HeaderSize || int64(len(raw)) != b.Size() {
+		return &CorruptionError{Pos: b.Pos, BaseOffset: b.BaseOffset, Check: "length", Err: fmt.Errorf("%d raw bytes for a batch of %d", len(raw), b.Size())}
+	}
+	d := getDecoder(DefaultMaxDecompressedSize)
+	defer putDecoder(d)
+	recs, bc := d.decodeV2(b, raw)
+	if bc != nil {
+		return &CorruptionError{Pos: b.Pos, BaseOffset: b.BaseOffset, Check: bc.check, Err: bc.err}
+	}
+	for i := range recs {
+		if !fn(&recs[i]) {
+			break
+		}
+	}
+	return nil
+}
+
 // errNoBatch is returned by Records when there is no current batch.
 var errNoBatch = errors.New("segment: Records called without a current batch")

@@ -8,28 +8,28 @@ import (
 
 // EpochStart is one leader epoch and the first offset written in it.
 type EpochStart struct {
-	Epoch       int32 `json:"epoch"`
-	StartOffset int64 `json:"start_offset"`
+	Epoch       int32
+	StartOffset int64
 }
 
 // ProducerRange is what one producer id wrote in a segment.
 type ProducerRange struct {
-	ProducerID    int64 `json:"producer_id"`
-	Epoch         int16 `json:"epoch"` // the last epoch seen
-	FirstSequence int32 `json:"first_sequence"`
-	LastSequence  int32 `json:"last_sequence"`
-	FirstOffset   int64 `json:"first_offset"`
-	LastOffset    int64 `json:"last_offset"`
-	Batches       int64 `json:"batches"`
+	ProducerID    int64
+	Epoch         int16 // the last epoch seen
+	FirstSequence int32
+	LastSequence  int32
+	FirstOffset   int64
+	LastOffset    int64
+	Batches       int64
 }
 
 // TxnMarker is a transaction marker (control batch) in the segment.
 type TxnMarker struct {
-	ProducerID       int64 `json:"producer_id"`
-	Epoch            int16 `json:"epoch"`
-	Offset           int64 `json:"offset"`
-	Commit           bool  `json:"commit"`
-	CoordinatorEpoch int32 `json:"coordinator_epoch"`
+	ProducerID       int64
+	Epoch            int16
+	Offset           int64
+	Commit           bool
+	CoordinatorEpoch int32
 }
 
 // AbortedTxn is an aborted transaction whose ABORT marker is in the segment:
@@ -37,37 +37,37 @@ type TxnMarker struct {
 // kafka-format.md), less the last stable offset, which depends on other
 // partitions' state.
 type AbortedTxn struct {
-	ProducerID int64 `json:"producer_id"`
+	ProducerID int64
 	// FirstOffset is the transaction's first offset when its first batch is
 	// in this segment, -1 when it began in an earlier one.
-	FirstOffset  int64 `json:"first_offset"`
-	MarkerOffset int64 `json:"marker_offset"` // offset of the ABORT marker
+	FirstOffset  int64
+	MarkerOffset int64 // offset of the ABORT marker
 }
 
 // Summary describes a segment for the archive manifest and for planning a
 // restore. Offsets are absolute. Timestamps are milliseconds, -1 when none.
 type Summary struct {
-	BaseOffset           int64            `json:"base_offset"`  // from the file name
-	FirstOffset          int64            `json:"first_offset"` // first batch's base offset, -1 if empty
-	LastOffset           int64            `json:"last_offset"`  // last batch's last offset, -1 if empty
-	Size                 int64            `json:"size"`
-	Batches              int64            `json:"batches"`
-	Records              int64            `json:"records"`
-	FirstTimestamp       int64            `json:"first_timestamp"`
-	MaxTimestamp         int64            `json:"max_timestamp"`
-	MaxTimestampOffset   int64            `json:"max_timestamp_offset"` // last offset of the first batch with MaxTimestamp
-	LeaderEpochs         []EpochStart     `json:"leader_epochs,omitempty"`
-	Producers            []ProducerRange  `json:"producers,omitempty"`
-	ProducersTruncated   bool             `json:"producers_truncated,omitempty"`
-	TransactionalBatches int64            `json:"transactional_batches"`
-	ControlBatches       int64            `json:"control_batches"`
-	Markers              []TxnMarker      `json:"txn_markers,omitempty"`
-	Aborted              []AbortedTxn     `json:"aborted_txns,omitempty"`
-	MarkersTruncated     bool             `json:"markers_truncated,omitempty"` // Markers/Aborted hit MaxMarkersInSummary
-	Codecs               map[string]int64 `json:"codecs,omitempty"`            // batches per codec
-	Magics               map[int8]int64   `json:"magics,omitempty"`            // batches per magic
-	LogAppendTime        int64            `json:"log_append_time"`             // batches with broker timestamps
-	Deep                 bool             `json:"deep"`                        // records were decompressed and parsed
+	BaseOffset           int64 // from the file name
+	FirstOffset          int64 // first batch's base offset, -1 if empty
+	LastOffset           int64 // last batch's last offset, -1 if empty
+	Size                 int64
+	Batches              int64
+	Records              int64
+	FirstTimestamp       int64
+	MaxTimestamp         int64
+	MaxTimestampOffset   int64 // last offset of the first batch with MaxTimestamp
+	LeaderEpochs         []EpochStart
+	Producers            []ProducerRange
+	ProducersTruncated   bool
+	TransactionalBatches int64
+	ControlBatches       int64
+	Markers              []TxnMarker
+	Aborted              []AbortedTxn
+	MarkersTruncated     bool             // Markers/Aborted hit MaxMarkersInSummary
+	Codecs               map[string]int64 // batches per codec
+	Magics               map[int8]int64   // batches per magic
+	LogAppendTime        int64            // batches with broker timestamps
+	Deep                 bool             // records were decompressed and parsed
 }
 
 // MaxProducersInSummary bounds the producer list so a segment written by

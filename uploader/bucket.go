@@ -35,6 +35,9 @@ type ObjectInfo struct {
 	Size     int64
 	ModTime  time.Time
 	Metadata map[string]string // user metadata (lower-case keys, no x-amz-meta- prefix)
+	// ETag identifies this version of the object for ReplaceIfMatch (S3:
+	// the server's ETag without quotes; Local: mtime and size).
+	ETag string
 }
 
 // PutOptions describe the object being created.

@@ -243,6 +243,8 @@ func testBucketContract(t *testing.T, newBucket func(t *testing.T) Bucket, caps 
 		}
 	})
 
+	t.Run("Stream", func(t *testing.T) { testStreamContract(t, newBucket) })
+
 	t.Run("String", func(t *testing.T) {
 		b := newBucket(t)
 		if s := b.String(); s == "" || strings.Contains(s, "secret") {
@@ -290,5 +292,132 @@ func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testStreamContract: native streaming uploads and ranged reads, directly
+// and through the retry and rate-limit wrappers.
+func testStreamContract(t *testing.T, newBucket func(t *testing.T) Bucket) {
+	ctx := context.Background()
+	wrappers := map[string]func(Bucket) Bucket{
+		"plain": func(b Bucket) Bucket { return b },
+		"retry": func(b Bucket) Bucket { return WithRetry(b, fastPolicy(3)) },
+		"rate":  func(b Bucket) Bucket { return WithRateLimit(b, 1<<30) },
+	}
+	data := randBytes(7, 2*MinPartSize+12345)
+	parts := [][]byte{data[:MinPartSize], data[MinPartSize : 2*MinPartSize], data[2*MinPartSize:]}
+	for name, wrap := range wrappers {
+		t.Run(name, func(t *testing.T) {
+			b := wrap(newBucket(t))
+			if _, ok := b.(StreamCreator); !ok {
+				t.Fatalf("%T has no native CreateStream", b)
+			}
+			if _, ok := b.(RangeGetter); !ok {
+				t.Fatalf("%T has no native GetRange", b)
+			}
+			st, err := CreateStream(ctx, b, "s/obj", PutOptions{Metadata: map[string]string{"x": "1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup // parts out of order and concurrently
+			for i := len(parts) - 1; i >= 0; i-- {
+				wg.Go(func() {
+					if err := st.WritePart(ctx, i+1, parts[i], crcHex(parts[i])); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if _, err := b.Stat(ctx, "s/obj"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("object visible before Complete: %v", err)
+			}
+			if err := st.Complete(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := mustGet(t, b, "s/obj")
+			if !bytes.Equal(got, data) {
+				t.Fatalf("streamed object differs (%d bytes, want %d)", len(got), len(data))
+			}
+			// Ranges, including one spanning parts and the last byte.
+			for _, r := range [][2]int64{{0, 10}, {MinPartSize - 5, 10}, {int64(len(data)) - 1, 1}, {100, 0}, {0, int64(len(data))}} {
+				rc, err := GetRange(ctx, b, "s/obj", r[0], r[1])
+				if err != nil {
+					t.Fatalf("range %v: %v", r, err)
+				}
+				p, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || !bytes.Equal(p, data[r[0]:r[0]+r[1]]) {
+					t.Fatalf("range %v: %d bytes, %v", r, len(p), err)
+				}
+			}
+			for _, r := range [][2]int64{{int64(len(data)) - 1, 2}, {int64(len(data)), 1}, {int64(len(data)) + 10, 5}} {
+				if rc, err := GetRange(ctx, b, "s/obj", r[0], r[1]); !errors.Is(err, ErrRangeEnd) {
+					if err != nil {
+						t.Fatalf("range %v past the end: %v, want ErrRangeEnd", r, err)
+					}
+					p, rerr := io.ReadAll(rc)
+					rc.Close()
+					t.Fatalf("range %v past the end: no error (%d bytes, %v)", r, len(p), rerr)
+				}
+			}
+			if _, err := GetRange(ctx, b, "s/missing", 0, 1); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("range of a missing object: %v, want ErrNotFound", err)
+			}
+
+			// Create-only on Complete: a second stream to the same key loses.
+			st2, err := CreateStream(ctx, b, "s/obj", PutOptions{})
+			if err == nil {
+				if err := st2.WritePart(ctx, 1, []byte("other"), crcHex([]byte("other"))); err != nil {
+					t.Fatal(err)
+				}
+				err = st2.Complete(ctx)
+			}
+			if !errors.Is(err, ErrExists) {
+				t.Fatalf("second stream to an existing key: %v, want ErrExists", err)
+			}
+			got, _ = mustGet(t, b, "s/obj")
+			if !bytes.Equal(got, data) {
+				t.Fatal("existing object changed by a losing stream")
+			}
+
+			// Abort leaves nothing.
+			st3, err := CreateStream(ctx, b, "s/aborted", PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st3.WritePart(ctx, 1, parts[0], crcHex(parts[0])); err != nil {
+				t.Fatal(err)
+			}
+			if err := st3.Abort(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := st3.Complete(ctx); err == nil {
+				t.Fatal("Complete after Abort succeeded")
+			}
+			if _, err := b.Stat(ctx, "s/aborted"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("aborted stream left an object: %v", err)
+			}
+
+			// A part whose bytes do not match its CRC-32C is rejected.
+			st4, err := CreateStream(ctx, b, "s/badcrc", PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := crcHex(parts[2][1:])
+			if err := st4.WritePart(ctx, 1, parts[2], bad); err == nil {
+				t.Fatal("part with a wrong crc32c accepted")
+			}
+			_ = st4.Abort(ctx)
+			if _, err := b.Stat(ctx, "s/badcrc"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("bad-crc stream left an object: %v", err)
+			}
+			var keys []string
+			if err := b.List(ctx, "s/", func(oi ObjectInfo) error { keys = append(keys, oi.Key); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(keys, []string{"s/obj"}) {
+				t.Fatalf("objects after the stream tests: %v", keys)
+			}
+		})
 	}
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -315,7 +317,7 @@ func (l *Local) info(key, p string, f *os.File) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %s: metadata: %w", key, err)
 	}
-	return ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Metadata: md}, nil
+	return ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Metadata: md, ETag: localETag(fi)}, nil
 }
 
 func (l *Local) mapErr(op, key string, err error) error {
@@ -414,7 +416,7 @@ func (l *Local) walk(ctx context.Context, dirKey, prefix string, fn func(ObjectI
 			}
 			return fmt.Errorf("list %s: %w", it.sortKey, err)
 		}
-		if err := fn(ObjectInfo{Key: it.sortKey, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+		if err := fn(ObjectInfo{Key: it.sortKey, Size: fi.Size(), ModTime: fi.ModTime(), ETag: localETag(fi)}); err != nil {
 			return err
 		}
 	}
@@ -432,4 +434,186 @@ func (c *CtxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.R.Read(p)
+}
+
+var (
+	_ StreamCreator = (*Local)(nil)
+	_ RangeGetter   = (*Local)(nil)
+)
+
+// CreateStream implements StreamCreator: each part goes to its own temp
+// file in the object's directory (its CRC-32C checked, as S3 checks it),
+// Complete concatenates them into one more temp file, fsyncs it and links
+// it to the key without replacing (ErrExists), like Create. Temp files are
+// invisible and swept like Create's.
+func (l *Local) CreateStream(ctx context.Context, key string, opts PutOptions) (ObjectStream, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(p)
+	if err := l.mkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("create %s: %w", key, err)
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	return &localStream{key: key, path: p, dir: dir, base: filepath.Join(dir, tempPrefix+hex.EncodeToString(rnd[:])),
+		opts: opts, parts: map[int]string{}}, nil
+}
+
+type localStream struct {
+	key, path, dir, base string
+	opts                 PutOptions
+	mu                   sync.Mutex
+	parts                map[int]string // part number -> temp file
+	done                 bool
+}
+
+func (s *localStream) WritePart(ctx context.Context, n int, data []byte, crc32c string) (err error) {
+	if n < 1 {
+		return fmt.Errorf("create %s: part %d out of range", s.key, n)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if got := formatCRC(crc32.Checksum(data, castagnoli)); got != crc32c {
+		return fmt.Errorf("create %s: part %d: crc32c %s, the caller sent %s: %w", s.key, n, got, crc32c, ErrIntegrity)
+	}
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return fmt.Errorf("create %s: part %d after Complete or Abort", s.key, n)
+	}
+	if _, dup := s.parts[n]; dup {
+		s.mu.Unlock()
+		return fmt.Errorf("create %s: part %d written twice", s.key, n)
+	}
+	name := fmt.Sprintf("%s.%d", s.base, n)
+	s.parts[n] = name
+	s.mu.Unlock()
+	defer func() {
+		if err != nil {
+			os.Remove(name)
+			s.mu.Lock()
+			delete(s.parts, n)
+			s.mu.Unlock()
+		}
+	}()
+	if err := os.WriteFile(name, data, 0o640); err != nil {
+		return fmt.Errorf("create %s: part %d: %w", s.key, n, err)
+	}
+	s.mu.Lock()
+	aborted := s.parts == nil // Abort ran while the part was written
+	s.mu.Unlock()
+	if aborted {
+		os.Remove(name)
+		return fmt.Errorf("create %s: part %d: stream aborted", s.key, n)
+	}
+	return nil
+}
+
+func (s *localStream) cleanup() {
+	for _, name := range s.parts {
+		os.Remove(name)
+	}
+	s.parts = nil
+}
+
+func (s *localStream) Complete(ctx context.Context) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return fmt.Errorf("create %s: Complete after Complete or Abort", s.key)
+	}
+	s.done = true
+	defer s.cleanup()
+	if len(s.parts) == 0 {
+		return fmt.Errorf("create %s: no parts", s.key)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(s.path); err == nil {
+		return fmt.Errorf("create %s: %w", s.key, ErrExists)
+	}
+	tmp := s.base
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", s.key, err)
+	}
+	defer func() {
+		if f != nil {
+			err = errors.Join(err, f.Close())
+		}
+		if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
+			err = fmt.Errorf("create %s: remove temp: %w", s.key, rmErr)
+		}
+	}()
+	for i := 1; i <= len(s.parts); i++ {
+		name, ok := s.parts[i]
+		if !ok {
+			return fmt.Errorf("create %s: part %d missing", s.key, i)
+		}
+		pf, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("create %s: part %d: %w", s.key, i, err)
+		}
+		_, err = io.Copy(f, &CtxReader{Ctx: ctx, R: pf})
+		pf.Close()
+		if err != nil {
+			return fmt.Errorf("create %s: part %d: %w", s.key, i, err)
+		}
+	}
+	if err := setXattrs(f, localMetadata(s.opts)); err != nil {
+		return fmt.Errorf("create %s: metadata: %w", s.key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("create %s: fsync: %w", s.key, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("create %s: close: %w", s.key, cerr)
+	}
+	if err := linkNoReplace(tmp, s.path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", s.key, ErrExists)
+		}
+		return fmt.Errorf("create %s: %w", s.key, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("create %s: fsync dir: %w", s.key, err)
+	}
+	return nil
+}
+
+func (s *localStream) Abort(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	s.cleanup()
+	return nil
+}
+
+// GetRange implements RangeGetter with positioned reads of the object file.
+func (l *Local) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: bad range %d+%d", key, off, n)
+	}
+	rc, info, err := l.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if off+n > info.Size {
+		rc.Close()
+		return nil, fmt.Errorf("get %s: range %d+%d, object has %d bytes: %w", key, off, n, info.Size, ErrRangeEnd)
+	}
+	f := rc.(*os.File)
+	return struct {
+		io.Reader
+		io.Closer
+	}{&CtxReader{Ctx: ctx, R: io.NewSectionReader(f, off, n)}, f}, nil
 }

@@ -105,3 +105,33 @@ type rateReadSeekerAt struct {
 
 func (r *rateReadSeekerAt) Seek(off int64, whence int) (int64, error) { return r.s.Seek(off, whence) }
 func (r *rateReadSeekerAt) ReadAt(p []byte, off int64) (int, error)   { return r.readAt(r.ra, p, off) }
+
+// CreateStream limits the parts' bytes with the same limiter as Create.
+func (r *rateBucket) CreateStream(ctx context.Context, key string, opts PutOptions) (ObjectStream, error) {
+	st, err := CreateStream(ctx, r.Bucket, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &rateStream{ObjectStream: st, r: r}, nil
+}
+
+type rateStream struct {
+	ObjectStream
+	r *rateBucket
+}
+
+func (s *rateStream) WritePart(ctx context.Context, n int, data []byte, crc32c string) error {
+	for left := len(data); left > 0; {
+		k := min(left, s.r.burst)
+		if err := s.r.lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		left -= k
+	}
+	return s.ObjectStream.WritePart(ctx, n, data, crc32c)
+}
+
+// GetRange is not limited (reads are not).
+func (r *rateBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	return GetRange(ctx, r.Bucket, key, off, n)
+}

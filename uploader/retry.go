@@ -265,3 +265,48 @@ func s3Error(err error) (minio.ErrorResponse, bool) {
 	}
 	return minio.ErrorResponse{}, false
 }
+
+// CreateStream retries starting the upload and then each part, Complete and
+// Abort on their own (a part's bytes are in memory, so a retry resends
+// them); a failed part never restarts the whole stream. A Complete whose
+// earlier attempt did succeed fails with ErrExists: the caller compares.
+func (r *retryBucket) CreateStream(ctx context.Context, key string, opts PutOptions) (ObjectStream, error) {
+	var st ObjectStream
+	err := r.do(ctx, "create", key, func() error {
+		var err error
+		st, err = CreateStream(ctx, r.b, key, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &retryStream{r: r, key: key, st: st}, nil
+}
+
+type retryStream struct {
+	r   *retryBucket
+	key string
+	st  ObjectStream
+}
+
+func (s *retryStream) WritePart(ctx context.Context, n int, data []byte, crc32c string) error {
+	return s.r.do(ctx, "put part", s.key, func() error { return s.st.WritePart(ctx, n, data, crc32c) })
+}
+
+func (s *retryStream) Complete(ctx context.Context) error {
+	return s.r.do(ctx, "complete", s.key, func() error { return s.st.Complete(ctx) })
+}
+
+func (s *retryStream) Abort(ctx context.Context) error {
+	return s.r.do(ctx, "abort", s.key, func() error { return s.st.Abort(ctx) })
+}
+
+// GetRange retries opening the range, like Get.
+func (r *retryBucket) GetRange(ctx context.Context, key string, off, n int64) (rc io.ReadCloser, err error) {
+	err = r.do(ctx, "get", key, func() error {
+		var err error
+		rc, err = GetRange(ctx, r.b, key, off, n)
+		return err
+	})
+	return rc, err
+}

@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -339,7 +341,7 @@ func (s *S3) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 }
 
 func toObjectInfo(key string, oi minio.ObjectInfo) ObjectInfo {
-	info := ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified}
+	info := ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified, ETag: oi.ETag}
 	if len(oi.UserMetadata) > 0 {
 		info.Metadata = make(map[string]string, len(oi.UserMetadata))
 		for k, v := range oi.UserMetadata {
@@ -357,7 +359,7 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		if oi.Err != nil {
 			return s.mapErr("list", prefix, oi.Err)
 		}
-		if err := fn(ObjectInfo{Key: oi.Key, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+		if err := fn(ObjectInfo{Key: oi.Key, Size: oi.Size, ModTime: oi.LastModified, ETag: oi.ETag}); err != nil {
 			return err
 		}
 	}
@@ -672,3 +674,184 @@ func (c *stallConn) Write(b []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	return c.Conn.Write(b)
 }
+
+var (
+	_ StreamCreator = (*S3)(nil)
+	_ RangeGetter   = (*S3)(nil)
+)
+
+// CreateStream implements StreamCreator with a multipart upload: every
+// WritePart is one UploadPart carrying the part's CRC-32C
+// (x-amz-checksum-crc32c), which the server verifies; Complete is
+// create-only (If-None-Match: *) and Abort (or a failed Complete) removes
+// the parts, so no partial object is ever visible.
+func (s *S3) CreateStream(ctx context.Context, key string, opts PutOptions) (ObjectStream, error) {
+	po := s.putOptions(opts)
+	po.UserMetadata[hdrChecksumAlgo] = "CRC32C"
+	uploadID, err := s.core.NewMultipartUpload(ctx, s.opts.Bucket, key, po)
+	if err != nil {
+		return nil, s.mapErr("create", key, err)
+	}
+	return &s3Stream{s: s, key: key, uploadID: uploadID, sse: po.ServerSideEncryption, parts: map[int]minio.CompletePart{}}, nil
+}
+
+type s3Stream struct {
+	s        *S3
+	key      string
+	uploadID string
+	sse      encrypt.ServerSide
+	mu       sync.Mutex
+	parts    map[int]minio.CompletePart
+	done     bool
+}
+
+func (st *s3Stream) WritePart(ctx context.Context, n int, data []byte, crc32c string) error {
+	if n < 1 || n > maxParts {
+		return fmt.Errorf("create %s: part %d out of range 1..%d", st.key, n, maxParts)
+	}
+	st.mu.Lock()
+	done := st.done
+	st.mu.Unlock()
+	if done {
+		return fmt.Errorf("create %s: part %d after Complete or Abort", st.key, n)
+	}
+	crcB64, err := crcBase64(crc32c)
+	if err != nil {
+		return fmt.Errorf("create %s: part %d: %w", st.key, n, err)
+	}
+	hdr := http.Header{}
+	hdr.Set(hdrChecksumCRC32C, crcB64)
+	var sse encrypt.ServerSide
+	if st.sse != nil && st.sse.Type() == encrypt.SSEC {
+		sse = st.sse
+	}
+	p, err := st.s.core.PutObjectPart(ctx, st.s.opts.Bucket, st.key, st.uploadID, n, bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectPartOptions{SSE: sse, CustomHeader: hdr, DisableContentSha256: true})
+	if err != nil {
+		return fmt.Errorf("create %s: part %d: %w", st.key, n, st.s.mapErr("put part", st.key, err))
+	}
+	cs := p.ChecksumCRC32C
+	if cs == "" {
+		cs = crcB64
+	}
+	st.mu.Lock()
+	st.parts[n] = minio.CompletePart{PartNumber: n, ETag: p.ETag, ChecksumCRC32C: cs}
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *s3Stream) Complete(ctx context.Context) (err error) {
+	st.mu.Lock()
+	if st.done {
+		st.mu.Unlock()
+		return fmt.Errorf("create %s: Complete after Complete or Abort", st.key)
+	}
+	parts := make([]minio.CompletePart, 0, len(st.parts))
+	for i := 1; i <= len(st.parts); i++ {
+		p, ok := st.parts[i]
+		if !ok {
+			st.mu.Unlock()
+			return fmt.Errorf("create %s: part %d missing", st.key, i)
+		}
+		parts = append(parts, p)
+	}
+	st.mu.Unlock()
+	if len(parts) == 0 {
+		return fmt.Errorf("create %s: no parts", st.key)
+	}
+	copts := minio.PutObjectOptions{ServerSideEncryption: st.sse}
+	copts.SetMatchETagExcept("*")
+	_, err = st.s.core.CompleteMultipartUpload(ctx, st.s.opts.Bucket, st.key, st.uploadID, parts, copts)
+	if err != nil {
+		err = st.s.mapErr("create", st.key, err)
+		if errors.Is(err, ErrExists) {
+			// The object at key is someone else's (or an earlier attempt's):
+			// this upload's parts go.
+			_ = st.Abort(ctx)
+		}
+		return err
+	}
+	st.mu.Lock()
+	st.done = true
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *s3Stream) Abort(ctx context.Context) error {
+	st.mu.Lock()
+	if st.done {
+		st.mu.Unlock()
+		return nil
+	}
+	st.done = true
+	st.mu.Unlock()
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := st.s.core.AbortMultipartUpload(actx, st.s.opts.Bucket, st.key, st.uploadID); err != nil {
+		if resp, _ := s3Error(err); resp.Code == "NoSuchUpload" {
+			return nil
+		}
+		return st.s.mapErr("abort", st.key, err)
+	}
+	return nil
+}
+
+// GetRange implements RangeGetter with a Range request. A range that is
+// not wholly inside the object is an error (the server would shorten it).
+func (s *S3) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: bad range %d+%d", key, off, n)
+	}
+	if n == 0 {
+		info, err := s.Stat(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if off > info.Size {
+			return nil, fmt.Errorf("get %s: range %d+0, object has %d bytes: %w", key, off, info.Size, ErrRangeEnd)
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	o := s.getOpts()
+	if err := o.SetRange(off, off+n-1); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	body, oi, _, err := s.core.GetObject(ctx, s.opts.Bucket, key, o)
+	if err != nil {
+		if resp, _ := s3Error(err); resp.Code == "InvalidRange" {
+			return nil, fmt.Errorf("get %s: range %d+%d: %w", key, off, n, ErrRangeEnd)
+		}
+		return nil, s.mapErr("get", key, err)
+	}
+	if oi.Size != n {
+		body.Close()
+		return nil, fmt.Errorf("get %s: range %d+%d, server returned %d bytes: %w", key, off, n, oi.Size, ErrRangeEnd)
+	}
+	return &exactReader{r: body, c: body, n: n, key: key, off: off}, nil
+}
+
+// exactReader fails with io.ErrUnexpectedEOF when the body ends before n bytes.
+type exactReader struct {
+	r   io.Reader
+	c   io.Closer
+	n   int64
+	key string
+	off int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	m, err := e.r.Read(p)
+	e.n -= int64(m)
+	if err == io.EOF && e.n > 0 {
+		return m, fmt.Errorf("get %s: range at %d: %d bytes short: %w", e.key, e.off, e.n, io.ErrUnexpectedEOF)
+	}
+	return m, err
+}
+
+func (e *exactReader) Close() error { return e.c.Close() }

@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,10 @@ type ObjectStream interface {
 	Complete(ctx context.Context) error
 	Abort(ctx context.Context) error
 }
+
+// ErrRangeEnd: a ranged read reaches past the end of the object (for an
+// archive reader, the object is shorter than its manifest says).
+var ErrRangeEnd = errors.New("range past the end of the object")
 
 // MinPartSize is the smallest part but the last S3 accepts.
 const MinPartSize = 5 << 20
@@ -130,7 +135,7 @@ func GetRange(ctx context.Context, b BucketReader, key string, off, n int64) (io
 	}
 	if off+n > info.Size {
 		rc.Close()
-		return nil, fmt.Errorf("get %s: range %d+%d past the object's %d bytes", key, off, n, info.Size)
+		return nil, fmt.Errorf("get %s: range %d+%d, object has %d bytes: %w", key, off, n, info.Size, ErrRangeEnd)
 	}
 	if _, err := io.CopyN(io.Discard, rc, off); err != nil {
 		rc.Close()

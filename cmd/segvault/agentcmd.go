@@ -48,7 +48,14 @@ func agentFlags() []cli.Flag {
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "normal-priority", Usage: "do not lower the agent's CPU and I/O priority", EnvVars: env("normal-priority")}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9464", Usage: "address for /metrics, /healthz and /readyz (empty: off)", EnvVars: env("listen")}),
 		&cli.BoolFlag{Name: "once", Usage: "archive every rolled segment, then exit (no watching)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "tail-capture", Value: d.TailCapture, Usage: "on: upload the complete batches appended to every active segment every --tail-interval, so the recovery point is seconds, not the last roll; off: rolled segments only", EnvVars: env("tail-capture")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-interval", Value: d.TailInterval, Usage: "tail capture period: one pack object per broker per interval when anything was appended", EnvVars: env("tail-interval")}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "tail-max-bytes", Value: d.TailMaxBytes, Usage: "capture earlier once this many bytes were appended (never closer than 5s)", EnvVars: env("tail-max-bytes")}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "include-active", Usage: "also archive each partition's active segment: only for a stopped broker (refused while Kafka holds the log dir's .lock)", EnvVars: env("include-active")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "archive-replicas", Value: d.ArchiveReplicas, Usage: "all (every replica's agent archives its copy) or designated (one copy per partition: the leader per the KRaft metadata log on disk, else a bucket claim; standbys take over after takeover-grace)", EnvVars: env("archive-replicas")}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "metadata-log-dir", Usage: "directory holding __cluster_metadata-0 (metadata.log.dir; default: found in the log dirs)", EnvVars: env("metadata-log-dir")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "claim-ttl", Value: d.ClaimTTL, Usage: "archive-replicas=designated without a metadata log: a partition claim not renewed this long is taken over (renewed every claim-ttl/3)", EnvVars: env("claim-ttl")}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "takeover-grace", Usage: "archive-replicas=designated: a standby archives its own segments once the archive has lacked their offsets this long (0: 3 settle-time + 2 scan-interval)", EnvVars: env("takeover-grace")}),
 	}, storeFlags()...)
 }
 
@@ -56,9 +63,11 @@ func agentCommand() *cli.Command {
 	flags := agentFlags()
 	return &cli.Command{
 		Name:  "agent",
-		Usage: "archive rolled segments from a broker's log dirs (daemon, or --once)",
+		Usage: "archive rolled segments and capture active segments' new batches from a broker's log dirs (daemon, or --once)",
 		Description: `Watches the log dirs and uploads every segment once Kafka has rolled it (a later segment
-exists and its files have settled). The active segment is never read for upload. Each segment
+exists and its files have settled). The daemon also captures the complete, validated batches
+appended to every active segment every --tail-interval (tail capture, on by default; --once
+does not capture, and --include-active archives a stopped broker's active segments). Each segment
 is validated first (a corrupt one is reported with its file and byte position and not
 uploaded), then its files and finally its manifest are created in the bucket; existing objects
 are never overwritten, so running it again uploads nothing new.
@@ -102,6 +111,13 @@ func agentConfig(c *cli.Context) agent.Config {
 	cfg.DropCache = !c.Bool("keep-page-cache")
 	cfg.LowPriority = !c.Bool("normal-priority")
 	cfg.IncludeActive = c.Bool("include-active")
+	cfg.TailCapture = c.String("tail-capture")
+	cfg.TailInterval = c.Duration("tail-interval")
+	cfg.TailMaxBytes = c.Int64("tail-max-bytes")
+	cfg.ArchiveReplicas = c.String("archive-replicas")
+	cfg.MetadataLogDir = c.String("metadata-log-dir")
+	cfg.ClaimTTL = c.Duration("claim-ttl")
+	cfg.TakeoverGrace = c.Duration("takeover-grace")
 	return cfg
 }
 
@@ -145,6 +161,7 @@ func runAgent(c *cli.Context) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	cfg.EncryptionKey = eo.Key // tail-capture chunks are sealed like the archive's files
 	enc := archive.NewEncoder(archive.EncoderOptions{TempDir: cfg.StateDir})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -56,7 +56,7 @@ func checkConfigKeys(p string, flags []cli.Flag) error {
 		return usageErr("--config %s: %v", p, err)
 	}
 	known := map[string]bool{}
-	for _, f := range append(append([]cli.Flag{}, flags...), agentFlags()...) {
+	for _, f := range append(append(append([]cli.Flag{}, flags...), agentFlags()...), pruneFlags()...) {
 		for _, n := range f.Names() {
 			known[n] = n != "config" && n != "once" // command-line only
 		}

@@ -62,7 +62,7 @@ func TestH6JSONStyle(t *testing.T) {
 	// Drop the second segment's manifest: a gap.
 	var mans []string
 	filepath.Walk(bucketDir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && archive.IsManifestKey(filepath.ToSlash(p)) {
+		if _, k, ok := archive.GuessKey(filepath.ToSlash(p)); err == nil && ok && k.IsManifest() {
 			mans = append(mans, p)
 		}
 		return nil

@@ -9,14 +9,11 @@ import (
 	"io"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/segvault/segvault/archive"
 	"github.com/segvault/segvault/restore"
@@ -45,6 +42,9 @@ too. A manifest that does not decode or verify is named on standard error (and u
 listed and the exit status is 1. An archive that holds nothing under the prefix is exit 1
 (a mistyped --prefix), unless --allow-empty. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
 "snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
+The agent's tail captures of active segments count as archived: OFFSETS and TIME RANGE end at the
+newest restorable offset (--json: restorable_offset, restorable_time, restorable_from "tail-capture"
+or "rolled", captured_at).
 The table shows CLUSTER only when the archive holds several clusters and TOPIC ID only with
 --wide. --json prints everything, with the gap markers in full ("lost_segments").
 
@@ -75,7 +75,10 @@ type lsPartition struct {
 	Lost      []lsLost `json:"lost_segments,omitempty"`
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
-	snapshot  int64    // end offset of the newest KRaft snapshot, -1 when none
+	// ArchivedBy: which brokers archived each offset range (lsowner.go).
+	ArchivedBy []lsArchived `json:"archived_by"`
+	snapshot   int64        // end offset of the newest KRaft snapshot, -1 when none
+	lsRestorable
 }
 
 // lsGap is an offset range missing from the archive, inclusive.
@@ -125,40 +128,25 @@ func (s *lsSource) Get(ctx context.Context, key string, max int64) ([]byte, erro
 	return s.Source.Get(ctx, key, max)
 }
 
-// prefetch reads and decodes every segment manifest under root.
-func (s *lsSource) prefetch(ctx context.Context, root string) error {
-	var keys []string
-	if err := s.Source.List(ctx, root, func(oi uploader.ObjectInfo) error {
-		if archive.IsManifestKey(oi.Key) {
-			keys = append(keys, oi.Key)
-		}
-		return nil
-	}); err != nil {
+// prefetch reads and decodes every segment and snapshot manifest the
+// catalog lists.
+func (s *lsSource) prefetch(ctx context.Context, cat *archive.Catalog) error {
+	res, err := archive.DecodeManifests(ctx, s.Source.Get, cat.Versions, 8)
+	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, key := range keys {
-		g.Go(func() error {
-			data, err := s.Source.Get(gctx, key, archive.MaxManifestSize)
-			if err == nil {
-				_, err = archive.DecodeSegmentManifest(key, data)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				s.data[key] = data
-			case ctx.Err() != nil:
-				return ctx.Err()
-			default:
-				s.bad[key] = err
-			}
-			return nil
-		})
+	for i, r := range res {
+		key := cat.Versions[i].Manifest.Key
+		switch {
+		case r.ReadErr != nil:
+			s.bad[key] = r.ReadErr
+		case r.Err != nil:
+			s.bad[key] = r.Err
+		default:
+			s.data[key] = r.Data
+		}
 	}
-	return g.Wait()
+	return nil
 }
 
 // makePlan plans the listing; a manifest or gap marker that fails the
@@ -202,18 +190,13 @@ func lsKeyed(key string, err error) error {
 	return fmt.Errorf("manifest %s: %w", key, err)
 }
 
-// badPartition returns the topic and partition a manifest key names
-// (<root><cluster>/topics/<topic>/<partition>/...).
+// badPartition returns the cluster, topic and partition a manifest key names.
 func badPartition(layout archive.Layout, key string) (cluster, topic string, partition int32, ok bool) {
-	f := strings.Split(strings.TrimPrefix(key, layout.Root()), "/")
-	if len(f) < 4 || f[1] != "topics" {
+	k, ok := archive.ParseKey(layout, key)
+	if !ok || k.Topic == "" {
 		return "", "", 0, false
 	}
-	p, err := strconv.ParseInt(f[3], 10, 32)
-	if err != nil {
-		return "", "", 0, false
-	}
-	return f[0], f[2], int32(p), true
+	return k.Cluster, k.Topic, k.Partition, true
 }
 
 // lsLost is a gap marker: a segment Kafka deleted before the agent could
@@ -229,27 +212,15 @@ type lsLost struct {
 	Key        string    `json:"key"`
 }
 
-// gapMarkers reads every gap marker of a cluster, by partition
-// ("topic/partition"). Markers that are unreadable or of an unknown format
-// are reported on w and skipped.
-func gapMarkers(ctx context.Context, b uploader.Bucket, layout archive.Layout, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]archive.GapMarker, error) {
-	prefix := layout.TopicsPrefix(cluster)
-	var keys []string
-	if err := b.List(ctx, prefix, func(oi uploader.ObjectInfo) error {
-		// <topic>/<partition>/<topic-id>/gaps/<base>-<broker>.json
-		parts := strings.Split(strings.TrimPrefix(oi.Key, prefix), "/")
-		if len(parts) == 5 && parts[3] == "gaps" && strings.HasSuffix(parts[4], ".json") {
-			keys = append(keys, oi.Key)
-		}
-		return nil
-	}); err != nil {
-		return nil, nil, err
-	}
+// gapMarkers reads every gap marker of a cluster the catalog lists, by
+// partition ("topic/partition"). Markers that are unreadable or of an
+// unknown format are reported on w and skipped.
+func gapMarkers(ctx context.Context, b uploader.Bucket, cat *archive.Catalog, cluster string, topics *regexp.Regexp, w io.Writer) (map[string][]lsLost, map[string]archive.GapMarker, error) {
 	out := map[string][]lsLost{}
 	first := map[string]archive.GapMarker{}
-	for _, key := range keys {
-		parts := strings.Split(strings.TrimPrefix(key, prefix), "/")
-		if topics != nil && !topics.MatchString(parts[0]) {
+	for _, e := range cat.Gaps {
+		key, k := e.Object.Key, e.Key
+		if k.Cluster != cluster || topics != nil && !topics.MatchString(k.Topic) {
 			continue
 		}
 		data, err := uploader.ReadAll(ctx, b, key, 1<<20)
@@ -262,11 +233,11 @@ func gapMarkers(ctx context.Context, b uploader.Bucket, layout archive.Layout, c
 			fmt.Fprintf(w, "segvault: %v\n", err)
 			continue
 		}
-		if g.Topic != parts[0] || fmt.Sprint(g.Partition) != parts[1] {
+		if g.Topic != k.Topic || g.Partition != k.Partition {
 			fmt.Fprintf(w, "segvault: gap marker %s: names %s-%d, not the partition of its key\n", key, g.Topic, g.Partition)
 			continue
 		}
-		pk := g.Topic + "/" + parts[1]
+		pk := fmt.Sprintf("%s/%d", g.Topic, g.Partition)
 		if _, ok := first[pk]; !ok {
 			first[pk] = *g
 		}
@@ -289,7 +260,11 @@ func runLs(c *cli.Context) error {
 	}
 	sel := restore.Selection{Cluster: c.String("cluster"), Broker: -1, Metadata: true}
 	src := &lsSource{Source: restore.NewSource(b, archive.DecodeOptions{}), data: map[string][]byte{}, bad: map[string]error{}}
-	if err := src.prefetch(ctx, layout.Root()); err != nil {
+	cat, err := archive.ListAll(ctx, b, layout)
+	if err != nil {
+		return err
+	}
+	if err := src.prefetch(ctx, cat); err != nil {
 		return err
 	}
 	clusters, err := restore.Clusters(ctx, src, layout)
@@ -299,7 +274,7 @@ func runLs(c *cli.Context) error {
 	if len(clusters) == 0 && len(src.bad) == 0 && !c.Bool("allow-empty") {
 		// An empty table for a mistyped --prefix would read as "nothing
 		// archived" when the archive is somewhere else.
-		return &exitError{code: exitFailure, err: fmt.Errorf("the archive %s holds nothing under %q (wrong --bucket or --prefix?); --allow-empty accepts an empty archive", b.String(), layout.Root())}
+		return &exitError{code: exitFailure, err: fmt.Errorf("the archive %s holds nothing under %q or %q (wrong --bucket or --prefix?); --allow-empty accepts an empty archive", b.String(), layout.Root(), layout.RootV2())}
 	}
 	var topics *regexp.Regexp
 	if t := c.String("topic"); t != "" {
@@ -307,6 +282,7 @@ func runLs(c *cli.Context) error {
 			return err
 		}
 	}
+	owners := lsOwners(src, cat)
 	out := []lsPartition{}
 	for _, cl := range clusters {
 		if sel.Cluster != "" && cl != sel.Cluster {
@@ -319,7 +295,7 @@ func runLs(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		lost, lostMeta, err := gapMarkers(ctx, b, layout, cl, s.Topics, c.App.ErrWriter)
+		lost, lostMeta, err := gapMarkers(ctx, b, cat, cl, s.Topics, c.App.ErrWriter)
 		if err != nil {
 			return err
 		}
@@ -331,7 +307,7 @@ func runLs(c *cli.Context) error {
 			for _, s := range p.Snapshots {
 				lp.snapshot = max(lp.snapshot, s.Manifest.BaseOffset)
 				for _, f := range s.Manifest.Files {
-					lp.Stored += f.Object.Size
+					lp.Stored += f.StoredSize()
 				}
 			}
 			delete(lost, pk)
@@ -345,7 +321,7 @@ func runLs(c *cli.Context) error {
 					lt = sum.MaxTimestamp
 				}
 				for _, f := range s.Manifest.Files {
-					lp.Stored += f.Object.Size
+					lp.Stored += f.StoredSize()
 				}
 			}
 			if ft >= 0 {
@@ -354,6 +330,8 @@ func runLs(c *cli.Context) error {
 			if lt >= 0 {
 				lp.LastTime = time.UnixMilli(lt).UTC().Format(time.RFC3339)
 			}
+			lsTail(&lp, p)
+			lp.ArchivedBy = lsArchivedBy(owners[lsOwnerKey(cl, p.TopicID, p.Topic, p.Partition)])
 			out = append(out, lp)
 		}
 		for pk, l := range lost { // partitions whose every archived segment was lost
@@ -392,6 +370,11 @@ func runLs(c *cli.Context) error {
 		failed = &exitError{code: exitFailure, err: fmt.Errorf("%d manifests do not decode or verify and were left out (listed above)", len(badKeys))}
 	}
 	if c.Bool("json") {
+		for i := range out {
+			if out[i].ArchivedBy == nil {
+				out[i].ArchivedBy = []lsArchived{}
+			}
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -415,7 +398,7 @@ func runLs(c *cli.Context) error {
 		}
 		fmt.Fprintln(tw, strings.Join(cells[1:], "\t"))
 	}
-	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
+	row("CLUSTER", "TOPIC ID", "PARTITION", "BROKERS", "ARCHIVED BY", "SEGMENTS", "OFFSETS", "TIME RANGE", "BYTES", "STORED", "GAPS")
 	for _, p := range out {
 		gaps := gapsText(p)
 		if len(p.Bad) > 0 {
@@ -424,8 +407,8 @@ func runLs(c *cli.Context) error {
 		if gaps == "" {
 			gaps = "-"
 		}
-		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), fmt.Sprint(p.Segments),
-			lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
+		row(p.Cluster, p.TopicID, fmt.Sprintf("%s-%d", p.Topic, p.Partition), fmt.Sprint(p.Brokers), lsArchivedText(p.ArchivedBy),
+			fmt.Sprint(p.Segments), lsOffsets(p), lsTimes(p), fmt.Sprint(p.Bytes), fmt.Sprint(p.Stored), gaps)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

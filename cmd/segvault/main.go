@@ -157,6 +157,8 @@ missing option value), 130 interrupted by SIGINT or SIGTERM.`,
 			verifyCommand(),
 			inspectCommand(),
 			lsCommand(),
+			pruneCommand(),
+			infoCommand(),
 			configCommand(),
 			genManCommand(), completionCommand(), // hidden: packaging (gendocs.go)
 			{

@@ -38,6 +38,7 @@ func restoreCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "topic-id", Usage: "TOPIC=ID: write this topic id into partition.metadata (topic re-created in the target cluster)"},
 		&cli.StringSliceFlag{Name: "rename", Usage: "OLD=NEW: restore topic OLD under the name NEW"},
 		&cli.IntFlag{Name: "node-id", Value: -1, Usage: "with --whole-broker: node.id to write into meta.properties (default: the archived one)"},
+		&cli.BoolFlag{Name: "rolled-only", Usage: "restore only rolled (archived) segments, not the tail captures of the active segments"},
 		&cli.BoolFlag{Name: "force", Usage: "replace existing non-empty partition dirs"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (partitions, offset ranges, bytes, gaps, the exact cut, existing partition dirs) and write nothing"},
 		&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "parallel downloads"},
@@ -51,7 +52,11 @@ SHA-256, CRC) while downloading, builds each partition in a temp dir inside the 
 it and renames it into place. .log files are byte-identical to the originals; indexes are
 restored or rebuilt as Kafka's recovery would; leader-epoch-checkpoint and partition.metadata
 are written consistent with the restored range. No clean-shutdown marker is written, so the
-broker re-validates what it loads. An existing non-empty partition dir is never touched
+broker re-validates what it loads. After the last archived segment of each partition, the
+agent's tail captures of the active segment (the chain ending in the newest capture) become the
+restored active segment, byte-identical to what the broker held when it was captured; a
+partition that never rolled comes back from its captures alone; --rolled-only leaves them out.
+An existing non-empty partition dir is never touched
 without --force; an interrupted restore resumes where it stopped.
 
 Refused whatever the flags (exit 1): a target whose .lock a running process (a broker) holds.
@@ -117,7 +122,7 @@ func runRestore(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	sel := restore.Selection{Cluster: c.String("cluster"), Broker: int32(c.Int("broker")), TopicID: c.String("from-topic-id"),
-		Metadata: c.Bool("whole-broker")}
+		Metadata: c.Bool("whole-broker"), RolledOnly: c.Bool("rolled-only")}
 	if t := c.String("topic"); t != "" {
 		re, err := regexp.Compile(t)
 		if err != nil {

@@ -1,29 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/segvault/segvault/archive"
-	"github.com/segvault/segvault/index"
-	"github.com/segvault/segvault/internal/fsutil"
-	"github.com/segvault/segvault/segment"
+	"github.com/segvault/segvault/internal/inspect"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -54,7 +42,8 @@ Prints one line per file (STATUS KIND BYTES BATCHES RECORDS PATH), then the prob
 naming the file and byte position, then a summary; --json prints the same as a JSON array.
 
 With --scrub it reads the archive instead: every manifest (segment, KRaft snapshot, log-dir
-capture, gap marker) is read and decoded, and every object the manifests name (or those of a
+capture, gap marker, tail capture, partition claim, prune deletion mark; format v1 and v2) is
+read and decoded, and every object the manifests name (or those of a
 --sample of the manifests) is downloaded and checked against its manifest's sizes and digests;
 every .log and KRaft snapshot is re-validated. An object that fails is read once more before it
 is reported CORRUPT. Objects a manifest names but the store lacks are MISSING; objects no
@@ -79,16 +68,9 @@ Examples:
 	}
 }
 
-// fileResult is one checked file.
-type fileResult struct {
-	Path    string `json:"path"`
-	Kind    string `json:"kind"`
-	Bytes   int64  `json:"bytes"`
-	Batches int64  `json:"batches,omitempty"`
-	Records int64  `json:"records,omitempty"`
-	Status  string `json:"status"` // ok, corrupt, truncated, error
-	Detail  string `json:"detail,omitempty"`
-}
+// fileResult is one row of verify's output (inspect.FileResult; the scrub
+// fills them too).
+type fileResult = inspect.FileResult
 
 func runVerify(c *cli.Context) error {
 	if c.Bool("scrub") {
@@ -99,7 +81,7 @@ func runVerify(c *cli.Context) error {
 	}
 	results := []fileResult{}
 	for _, p := range c.Args().Slice() {
-		r, err := verifyPath(p, c.Bool("deep"))
+		r, err := inspect.VerifyPath(p, c.Bool("deep"))
 		if err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
@@ -157,378 +139,6 @@ func reportResults(c *cli.Context, results []fileResult) error {
 		return &exitError{code: exitUsage}
 	}
 	return nil
-}
-
-// verifyPath checks a file, a partition dir or a log dir.
-func verifyPath(p string, deep bool) ([]fileResult, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		n, ok := segment.ParseFileName(filepath.Base(p))
-		switch {
-		case ok && n.Suffix == "" && n.Kind == segment.KindLog:
-			return verifySegment(p, deep, isActiveSegment(p)), nil
-		case ok && n.Suffix == "" && isIndexKind(n.Kind):
-			return verifyIndexAlone(p, n), nil
-		}
-		r := verifyFile(p, deep, false)
-		if r.Kind == "unknown" {
-			return nil, nil // not a Kafka file: nothing checked
-		}
-		return []fileResult{r}, nil
-	}
-	if _, ok := segment.ParseDirName(filepath.Base(p)); ok {
-		return verifyPartition(p, deep)
-	}
-	var out []fileResult
-	ents, err := os.ReadDir(p)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		full := filepath.Join(p, e.Name())
-		if e.IsDir() {
-			if _, ok := segment.ParseDirName(e.Name()); ok {
-				r, err := verifyPartition(full, deep)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, r...)
-			}
-			continue
-		}
-		if isRootFile(e.Name()) || e.Name() == bootstrapCheckpoint {
-			out = append(out, verifyFile(full, deep, false))
-		}
-	}
-	return out, nil
-}
-
-func isRootFile(name string) bool {
-	if name == index.MetaPropertiesFile {
-		return true
-	}
-	for _, n := range index.RootCheckpointFiles {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
-func isIndexKind(k segment.FileKind) bool {
-	return k == segment.KindIndex || k == segment.KindTimeIndex || k == segment.KindTxnIndex
-}
-
-// verifyPartition checks every file of a partition dir; a torn tail is
-// tolerated only in the last (active) segment.
-func verifyPartition(dir string, deep bool) ([]fileResult, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var logs []int64
-	for _, e := range ents {
-		if n, ok := segment.ParseFileName(e.Name()); ok && n.Kind == segment.KindLog && n.Suffix == "" {
-			logs = append(logs, n.BaseOffset)
-		}
-	}
-	sort.Slice(logs, func(i, j int) bool { return logs[i] < logs[j] })
-	active := int64(-1)
-	if len(logs) > 0 {
-		active = logs[len(logs)-1]
-	}
-	var out []fileResult
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		n, ok := segment.ParseFileName(e.Name())
-		if ok && n.Suffix != "" {
-			continue // Kafka's transient files: not part of the log
-		}
-		if ok && isIndexKind(n.Kind) {
-			continue // checked with their .log
-		}
-		if !ok && e.Name() != index.LeaderEpochCheckpointFile && e.Name() != index.PartitionMetadataFile {
-			continue
-		}
-		full := filepath.Join(dir, e.Name())
-		if ok && n.Kind == segment.KindLog {
-			out = append(out, verifySegment(full, deep, n.BaseOffset == active)...)
-			continue
-		}
-		out = append(out, verifyFile(full, deep, false))
-	}
-	return out, nil
-}
-
-// verifySegment checks a .log, then, for a rolled segment, its index files
-// against it (one row each). The active segment's indexes are preallocated
-// and still growing: not checked.
-func verifySegment(path string, deep, active bool) []fileResult {
-	res := verifyFile(path, deep, active)
-	n, _ := segment.ParseFileName(filepath.Base(path))
-	if active {
-		return []fileResult{res}
-	}
-	return append([]fileResult{res}, sideResults(path, n.BaseOffset, res.Status == "ok", allSideFiles)...)
-}
-
-// verifyIndexAlone checks an index file given on its own: against its .log
-// when that is present and rolled, else its structure only.
-func verifyIndexAlone(path string, n segment.FileName) []fileResult {
-	logPath := strings.TrimSuffix(path, n.Kind.Ext()) + segment.KindLog.Ext()
-	_, err := os.Stat(logPath)
-	return sideResults(logPath, n.BaseOffset, err == nil && !isActiveSegment(logPath), n.Kind)
-}
-
-// allSideFiles asks sideResults for every index file of a segment.
-const allSideFiles = segment.KindUnknown
-
-// sideResults checks the index files (all present ones, or the one of kind
-// only) of the segment at logPath: against the .log when againstLog (a
-// rolled segment whose .log is valid), else their structure only.
-func sideResults(logPath string, base int64, againstLog bool, only segment.FileKind) []fileResult {
-	stem := strings.TrimSuffix(logPath, segment.KindLog.Ext())
-	var files index.SideFiles
-	var out []fileResult
-	slot := map[segment.FileKind]int{}
-	for _, k := range []segment.FileKind{segment.KindIndex, segment.KindTimeIndex, segment.KindTxnIndex} {
-		if only != allSideFiles && k != only {
-			continue
-		}
-		p := stem + k.Ext()
-		data, err := fsutil.ReadFileRegular(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		r := fileResult{Path: p, Kind: k.String(), Bytes: int64(len(data)), Status: "ok"}
-		if err != nil {
-			r.Status, r.Detail = "error", err.Error()
-			out = append(out, r)
-			continue
-		}
-		switch k {
-		case segment.KindIndex:
-			files.Index = data
-		case segment.KindTimeIndex:
-			files.TimeIndex = data
-		case segment.KindTxnIndex:
-			files.TxnIndex = data
-		}
-		slot[k] = len(out)
-		out = append(out, r)
-	}
-	if len(slot) == 0 {
-		return out
-	}
-	if !againstLog {
-		for k, i := range slot {
-			var err error
-			switch k {
-			case segment.KindIndex:
-				_, err = index.ParseOffsetIndex(out[i].Path, files.Index, base)
-			case segment.KindTimeIndex:
-				_, err = index.ParseTimeIndex(out[i].Path, files.TimeIndex, base)
-			case segment.KindTxnIndex:
-				_, err = index.ParseTxnIndex(out[i].Path, files.TxnIndex, base)
-			}
-			if err != nil {
-				out[i].Status, out[i].Detail = "corrupt", err.Error()
-			}
-		}
-		return out
-	}
-	setAll := func(status, detail string) []fileResult {
-		for _, i := range slot {
-			out[i].Status, out[i].Detail = status, detail
-		}
-		return out
-	}
-	f, err := fsutil.OpenRegular(logPath)
-	if err != nil {
-		return setAll("error", err.Error())
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return setAll("error", err.Error())
-	}
-	rep, err := index.VerifySegment(f, fi.Size(), logPath, files, index.VerifyOptions{BaseOffset: base})
-	if err != nil && !errors.Is(err, index.ErrCorruptIndex) {
-		var ce *segment.CorruptionError
-		if errors.As(err, &ce) {
-			return setAll("corrupt", "cannot be checked against its .log: "+err.Error())
-		}
-		return setAll("error", err.Error())
-	}
-	for k, i := range slot {
-		fr := rep.Index
-		switch k {
-		case segment.KindTimeIndex:
-			fr = rep.TimeIndex
-		case segment.KindTxnIndex:
-			fr = rep.TxnIndex
-		}
-		if !fr.Corrupt {
-			continue
-		}
-		out[i].Status, out[i].Detail = "corrupt", out[i].Path+": corrupt"
-		for _, pr := range fr.Problems {
-			if pr.Corrupt {
-				out[i].Detail = fmt.Sprintf("%s: entry %d at byte %d: %s check failed: %s", out[i].Path, pr.Entry, pr.Pos, pr.Check, pr.Detail)
-				if pr.Entry < 0 {
-					out[i].Detail = fmt.Sprintf("%s: byte %d: %s check failed: %s", out[i].Path, pr.Pos, pr.Check, pr.Detail)
-				}
-				break
-			}
-		}
-	}
-	return out
-}
-
-// verifyFile checks one file by its name: a .log or KRaft snapshot's
-// batches (active marks a partition's last segment, whose torn tail is
-// expected), or a side file's format.
-func verifyFile(path string, deep, active bool) fileResult {
-	res := fileResult{Path: path, Status: "ok"}
-	data, size, f, err := openForVerify(path)
-	if err != nil {
-		res.Kind, res.Status, res.Detail = "?", "error", err.Error()
-		return res
-	}
-	if f != nil {
-		defer f.Close()
-	}
-	res.Bytes = size
-	name := filepath.Base(path)
-	fail := func(err error) fileResult {
-		res.Status, res.Detail = "corrupt", err.Error()
-		return res
-	}
-	n, ok := segment.ParseFileName(name)
-	if !ok && name == bootstrapCheckpoint {
-		n, ok = segment.FileName{BaseOffset: -1, Kind: segment.KindCheckpoint}, true
-	}
-	if ok {
-		res.Kind = n.Kind.String()
-		switch n.Kind {
-		case segment.KindLog, segment.KindCheckpoint:
-			base := n.BaseOffset
-			if n.Kind == segment.KindCheckpoint {
-				base = -1
-			}
-			sum, err := segment.Scan(f, size, path, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: base}, Deep: deep})
-			if sum != nil {
-				res.Batches, res.Records = sum.Batches, sum.Records
-			}
-			if err != nil {
-				var ce *segment.CorruptionError
-				if segment.IsTruncated(err) && active {
-					res.Status, res.Detail = "truncated", err.Error()+" (the active segment may still be being written)"
-					return res
-				}
-				if errors.As(err, &ce) {
-					return fail(err)
-				}
-				res.Status, res.Detail = "error", err.Error()
-				return res
-			}
-			if n.Kind == segment.KindCheckpoint {
-				if _, err := f.Seek(0, io.SeekStart); err != nil {
-					res.Status, res.Detail = "error", err.Error()
-					return res
-				}
-				if _, err := index.VerifyKRaftSnapshot(f, size, path); err != nil {
-					return fail(err)
-				}
-			}
-		case segment.KindIndex:
-			if _, err := index.ParseOffsetIndex(path, data, n.BaseOffset); err != nil {
-				return fail(err)
-			}
-		case segment.KindTimeIndex:
-			if _, err := index.ParseTimeIndex(path, data, n.BaseOffset); err != nil {
-				return fail(err)
-			}
-		case segment.KindTxnIndex:
-			if _, err := index.ParseTxnIndex(path, data, n.BaseOffset); err != nil {
-				return fail(err)
-			}
-		case segment.KindSnapshot:
-			if _, err := index.DecodeProducerSnapshot(path, data); err != nil {
-				return fail(err)
-			}
-		}
-		return res
-	}
-	res.Kind = name
-	var perr error
-	switch {
-	case name == index.LeaderEpochCheckpointFile:
-		_, perr = index.ParseLeaderEpochCheckpoint(path, data)
-	case name == index.PartitionMetadataFile:
-		_, perr = index.ParsePartitionMetadata(path, data)
-	case name == index.MetaPropertiesFile:
-		_, perr = index.ParseMetaProperties(path, data)
-	case isRootFile(name):
-		_, perr = index.ParseOffsetCheckpoint(path, data)
-	default:
-		res.Kind = "unknown"
-	}
-	if perr != nil {
-		return fail(perr)
-	}
-	return res
-}
-
-// isActiveSegment reports whether a .log is the last segment of a partition
-// dir: the one Kafka may still be appending to.
-func isActiveSegment(logPath string) bool {
-	abs, err := filepath.Abs(logPath)
-	if err != nil {
-		return false
-	}
-	dir := filepath.Dir(abs)
-	if _, ok := segment.ParseDirName(filepath.Base(dir)); !ok {
-		return false
-	}
-	n, ok := segment.ParseFileName(filepath.Base(abs))
-	if !ok || n.Kind != segment.KindLog || n.Suffix != "" {
-		return false
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if m, ok := segment.ParseFileName(e.Name()); ok && m.Kind == segment.KindLog && m.Suffix == "" && m.BaseOffset > n.BaseOffset {
-			return false
-		}
-	}
-	return true
-}
-
-// openForVerify opens .log-like files for streaming and reads small ones.
-func openForVerify(path string) ([]byte, int64, *os.File, error) {
-	f, err := fsutil.OpenRegular(path)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, nil, err
-	}
-	if n, ok := segment.ParseFileName(filepath.Base(path)); ok && (n.Kind == segment.KindLog || n.Kind == segment.KindCheckpoint) || filepath.Base(path) == bootstrapCheckpoint {
-		return nil, fi.Size(), f, nil
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 256<<20))
-	return data, fi.Size(), nil, err
 }
 
 // runScrub re-reads the archive and checks it against its manifests.
@@ -598,234 +208,27 @@ type scrubSelection struct {
 	pending *[]byte
 }
 
-// scrubCursor is the --scrub-state file.
-type scrubCursor struct {
-	Store string `json:"store"`
-	Next  string `json:"next_manifest"` // the first manifest key of the next run
-}
-
-// choose returns the indexes of keys (sorted) to read, and saves the cursor.
+// choose returns the indexes of keys (sorted) to read, and saves the cursor
+// (archive.Sample).
 func (s scrubSelection) choose(keys []string) ([]int, error) {
-	n := len(keys)
-	if s.fraction >= 1 || n == 0 {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		return all, nil
-	}
-	k := int(math.Ceil(s.fraction * float64(n)))
-	start := 0
-	if s.statePath == "" {
-		start = int(uint64(time.Now().UnixNano()) % uint64(n))
-	} else {
-		var cur scrubCursor
-		data, err := os.ReadFile(s.statePath)
-		switch {
-		case err == nil:
-			if json.Unmarshal(data, &cur) != nil {
-				return nil, fmt.Errorf("--scrub-state %s: not a scrub cursor (delete it to start over)", s.statePath)
-			}
-		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("--scrub-state: %w", err)
-		}
-		if cur.Store == s.store {
-			start = sort.SearchStrings(keys, cur.Next) % n
-		}
-	}
-	out := make([]int, 0, k)
-	for i := 0; i < k; i++ {
-		out = append(out, (start+i)%n)
-	}
-	if s.statePath != "" {
-		data, _ := json.Marshal(scrubCursor{Store: s.store, Next: keys[(start+k)%n]})
-		if s.pending != nil {
-			*s.pending = data
-			return out, nil
-		}
-		return out, saveScrubCursor(s.statePath, data)
-	}
-	return out, nil
+	return archive.Sample{Fraction: s.fraction, StatePath: s.statePath, Store: s.store, Pending: s.pending}.Choose(keys)
 }
 
 // saveScrubCursor writes the --scrub-state file (temp file, rename).
 func saveScrubCursor(statePath string, data []byte) error {
-	tmp := statePath + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	if err := os.Rename(tmp, statePath); err != nil {
-		return fmt.Errorf("--scrub-state: %w", err)
-	}
-	return nil
+	return archive.SaveSampleCursor(statePath, data)
 }
 
-// scrub checks every kind of manifest under the layout's root (segment and
-// KRaft snapshot manifests, log-dir captures, gap markers), every object a
-// chosen manifest names, reports objects a manifest names but the store
-// lacks ("missing") and objects no manifest names ("orphan").
+// scrub runs archive.Check (both layout roots, every manifest kind) with
+// sel choosing the manifests whose objects are read back.
 func scrub(ctx context.Context, b uploader.Bucket, layout archive.Layout, dopts archive.DecodeOptions, sel scrubSelection, deep bool) ([]fileResult, error) {
-	var manifestKeys []string
-	var out []fileResult
-	objects := map[string]uploader.ObjectInfo{}
-	var dataKeys []string
-	if err := b.List(ctx, layout.Root(), func(oi uploader.ObjectInfo) error {
-		switch {
-		case archive.IsManifestKey(oi.Key):
-			manifestKeys = append(manifestKeys, oi.Key)
-		case archive.IsLogDirKey(oi.Key), archive.IsGapKey(oi.Key):
-			out = append(out, scrubSmallManifest(ctx, b, oi))
-		default:
-			objects[oi.Key] = oi
-			dataKeys = append(dataKeys, oi.Key)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list %s in %s: %w", layout.Root(), b.String(), err)
-	}
-	sort.Strings(manifestKeys)
-	chosen, err := sel.choose(manifestKeys)
+	res, err := archive.Check(ctx, b, layout, archive.CheckOptions{Decode: dopts, Deep: deep, Choose: sel.choose})
 	if err != nil {
 		return nil, err
 	}
-	read := map[int]bool{}
-	for _, i := range chosen {
-		read[i] = true
-	}
-	referenced := map[string]bool{}
-	for i, key := range manifestKeys {
-		data, err := uploader.ReadAll(ctx, b, key, archive.MaxManifestSize)
-		if err != nil {
-			data, err = uploader.ReadAll(ctx, b, key, archive.MaxManifestSize) // once more
-		}
-		if err != nil {
-			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "error", Detail: err.Error()})
-			continue
-		}
-		m, err := archive.DecodeSegmentManifest(key, data)
-		if err != nil {
-			out = append(out, fileResult{Path: key, Kind: "manifest", Status: "corrupt", Detail: err.Error()})
-			continue
-		}
-		for _, f := range m.Files {
-			referenced[f.Object.Key] = true
-		}
-		for j, f := range m.Files {
-			if _, ok := objects[f.Object.Key]; !ok {
-				out = append(out, fileResult{Path: f.Object.Key, Kind: strings.TrimPrefix(filepath.Ext(f.Name), "."), Bytes: f.Size, Status: "missing",
-					Detail: fmt.Sprintf("%s: object named by manifest %s is missing", f.Object.Key, key)})
-				continue
-			}
-			if !read[i] {
-				continue
-			}
-			r := scrubObject(ctx, b, key, m, j, dopts, deep)
-			if r.Status != "ok" {
-				// Once more before calling it corrupt: a read can fail in
-				// transit without the stored object being bad.
-				if r2 := scrubObject(ctx, b, key, m, j, dopts, deep); r2.Status == "ok" {
-					r2.Detail = fmt.Sprintf("%s: passed on the second read; the first failed: %s", f.Object.Key, r.Detail)
-					r = r2
-				}
-			}
-			out = append(out, r)
-		}
-	}
-	for _, k := range dataKeys {
-		if !referenced[k] {
-			out = append(out, fileResult{Path: k, Kind: "object", Bytes: objects[k].Size, Status: "orphan",
-				Detail: fmt.Sprintf("%s: no manifest references this object (an interrupted upload, or not segvault's)", k)})
-		}
+	out := make([]fileResult, 0, len(res))
+	for _, r := range res {
+		out = append(out, fileResult{Path: r.Path, Kind: r.Kind, Bytes: r.Bytes, Batches: r.Batches, Records: r.Records, Status: r.Status, Detail: r.Detail})
 	}
 	return out, nil
-}
-
-// scrubObject reads file j of manifest m and checks it against the manifest
-// (size, digests) and, for the .log or KRaft snapshot, its batches.
-func scrubObject(ctx context.Context, b uploader.Bucket, mkey string, m *archive.SegmentManifest, j int, dopts archive.DecodeOptions, deep bool) fileResult {
-	f := m.Files[j]
-	r := fileResult{Path: f.Object.Key, Kind: strings.TrimPrefix(filepath.Ext(f.Name), "."), Bytes: f.Size, Status: "ok"}
-	rc, err := archive.OpenVerified(ctx, b, f, dopts)
-	if err != nil {
-		r.Status, r.Detail = "error", err.Error()
-		if errors.Is(err, uploader.ErrNotFound) {
-			r.Status, r.Detail = "missing", fmt.Sprintf("%s: object named by manifest %s is missing", f.Object.Key, mkey)
-		}
-		return r
-	}
-	defer rc.Close()
-	var rerr error
-	switch {
-	case j == 0 && m.Kind == archive.KindKRaftSnapshot:
-		// Small: read whole (reaching EOF checks the digests), then its
-		// batches and its SnapshotHeader/SnapshotFooter.
-		var data []byte
-		data, rerr = io.ReadAll(io.LimitReader(rc, f.Size+1))
-		if rerr == nil {
-			var sum *segment.Summary
-			sum, rerr = segment.Scan(bytes.NewReader(data), int64(len(data)), f.Object.Key, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: -1}, Deep: deep})
-			if sum != nil {
-				r.Batches, r.Records = sum.Batches, sum.Records
-			}
-		}
-		if rerr == nil {
-			_, rerr = index.VerifyKRaftSnapshot(bytes.NewReader(data), int64(len(data)), f.Object.Key)
-		}
-	case j == 0:
-		var sum *segment.Summary
-		sum, rerr = segment.Scan(rc, f.Size, f.Object.Key, segment.ScanOptions{ReaderOptions: segment.ReaderOptions{BaseOffset: m.BaseOffset}, Deep: deep})
-		if sum != nil {
-			r.Batches, r.Records = sum.Batches, sum.Records
-		}
-		if rerr == nil {
-			_, rerr = io.Copy(io.Discard, rc) // reach EOF: the digests are checked there
-		}
-	default:
-		_, rerr = io.Copy(io.Discard, rc)
-	}
-	if rerr != nil {
-		r.Status, r.Detail = "corrupt", rerr.Error()
-		var ce *segment.CorruptionError
-		if !errors.Is(rerr, uploader.ErrIntegrity) && !errors.Is(rerr, segment.ErrCorrupt) && !segment.IsTruncated(rerr) && !errors.As(rerr, &ce) {
-			r.Status = "error"
-		}
-	}
-	return r
-}
-
-// scrubSmallManifest reads and decodes a log-dir capture (checking each
-// inline file's SHA-256) or a gap marker.
-func scrubSmallManifest(ctx context.Context, b uploader.Bucket, oi uploader.ObjectInfo) fileResult {
-	kind := "logdir-manifest"
-	if archive.IsGapKey(oi.Key) {
-		kind = "gap-marker"
-	}
-	r := fileResult{Path: oi.Key, Kind: kind, Bytes: oi.Size, Status: "ok"}
-	data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
-	if err != nil {
-		data, err = uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)
-	}
-	if err != nil {
-		r.Status, r.Detail = "error", err.Error()
-		return r
-	}
-	if kind == "gap-marker" {
-		if _, err := archive.DecodeGapMarker(oi.Key, data); err != nil {
-			r.Status, r.Detail = "corrupt", err.Error()
-		}
-		return r
-	}
-	m, err := archive.DecodeLogDirManifest(oi.Key, data)
-	if err != nil {
-		r.Status, r.Detail = "corrupt", err.Error()
-		return r
-	}
-	for _, f := range m.Files {
-		sum := sha256.Sum256(f.Content)
-		if f.SHA256 != "" && hex.EncodeToString(sum[:]) != f.SHA256 {
-			r.Status, r.Detail = "corrupt", fmt.Sprintf("%s: inline file %s: sha256 check failed (recorded %s, content %x)", oi.Key, f.Name, f.SHA256, sum)
-			return r
-		}
-	}
-	return r
 }

@@ -114,8 +114,11 @@ func run(bin, dir string) error {
 // byte identical to the original in the broker's log dir.
 func compare(logs, archiveDir, restored string) (same, total int, err error) {
 	err = filepath.Walk(archiveDir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() || !archive.IsManifestKey(filepath.ToSlash(p)) {
+		if err != nil || fi.IsDir() {
 			return err
+		}
+		if _, k, ok := archive.GuessKey(filepath.ToSlash(p)); !ok || !k.IsManifest() {
+			return nil
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {

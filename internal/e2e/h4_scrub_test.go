@@ -141,7 +141,7 @@ func TestH4ScrubKRaftSnapshot(t *testing.T) {
 	name := h4Archive(t, srv, copyTree(t, h4FixtureKRaft))
 	var snaps []string
 	for _, k := range h4Keys(t, srv, name) {
-		if strings.Contains(k, "/__cluster_metadata/") && strings.HasSuffix(strings.TrimSuffix(k, ".zst"), ".checkpoint") {
+		if strings.Contains(k, "/__cluster_metadata/") && strings.HasSuffix(strings.TrimSuffix(strings.TrimSuffix(k, ".sv2"), ".zst"), ".checkpoint") {
 			snaps = append(snaps, k)
 		}
 	}
@@ -271,7 +271,7 @@ func TestH4ScrubMissingOrphanSample(t *testing.T) {
 
 	var victim string
 	for k := range everything {
-		if strings.HasSuffix(k, ".timeindex") {
+		if strings.HasSuffix(strings.TrimSuffix(k, ".sv2"), ".timeindex") {
 			victim = k
 			break
 		}

@@ -38,7 +38,7 @@ func h6Manifests(t *testing.T, b uploader.Bucket) map[string]*archive.SegmentMan
 	ctx := context.Background()
 	out := map[string]*archive.SegmentManifest{}
 	if err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !archive.IsManifestKey(oi.Key) {
+		if _, k, ok := archive.GuessKey(oi.Key); !ok || !k.IsManifest() {
 			return nil
 		}
 		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)

@@ -105,7 +105,7 @@ func manifests(t *testing.T, b uploader.Bucket) []*archive.SegmentManifest {
 	ctx := context.Background()
 	var out []*archive.SegmentManifest
 	err := b.List(ctx, "", func(oi uploader.ObjectInfo) error {
-		if !archive.IsManifestKey(oi.Key) {
+		if _, k, ok := archive.GuessKey(oi.Key); !ok || !k.IsManifest() {
 			return nil
 		}
 		data, err := uploader.ReadAll(ctx, b, oi.Key, archive.MaxManifestSize)

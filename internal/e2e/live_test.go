@@ -186,9 +186,9 @@ func scrubAll(t *testing.T, b uploader.Bucket) {
 	ctx := context.Background()
 	for _, m := range manifests(t, b) {
 		for _, f := range m.Files {
-			rc, err := archive.OpenVerified(ctx, b, f, archive.DecodeOptions{})
+			rc, err := archive.OpenFile(ctx, b, f, archive.DecodeOptions{})
 			if err != nil {
-				t.Errorf("%s: %v", f.Object.Key, err)
+				t.Errorf("%s %s: %v", m.Topic, f.Name, err)
 				continue
 			}
 			buf := make([]byte, 1<<16)
@@ -196,7 +196,7 @@ func scrubAll(t *testing.T, b uploader.Bucket) {
 				_, err := rc.Read(buf)
 				if err != nil {
 					if err.Error() != "EOF" {
-						t.Errorf("%s: %v", f.Object.Key, err)
+						t.Errorf("%s %s: %v", m.Topic, f.Name, err)
 					}
 					break
 				}

@@ -48,7 +48,11 @@ func TestScrubFindsCorruptObject(t *testing.T) {
 	if out, code := scrub(); code != 0 {
 		t.Fatalf("clean archive: exit %d\n%s", code, out)
 	}
-	victim := manifests(t, b)[0].Files[0].Object.Key
+	f := manifests(t, b)[0].Files[0]
+	victim := f.Object.Key
+	if f.IsV2() {
+		victim = f.DataKey
+	}
 	srv.CorruptObject(t, name, victim, func(d []byte) []byte { d[len(d)/2] ^= 0x10; return d })
 	out, code := scrub()
 	if code != 1 || !strings.Contains(out, victim) {

@@ -146,7 +146,30 @@ func StartWithOptions(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("miniotest: client: %v", err)
 	}
+	if err := s.waitServing(); err != nil {
+		t.Fatalf("miniotest: %v\nminio log tail:\n%s", err, s.log.String())
+	}
 	return s
+}
+
+// waitServing waits until the server answers a signed request: MinIO is
+// "live" before its IAM sub-system is initialised, and a test's first
+// request in between fails with 503 XMinioIAMNotInitialized (seen on a
+// loaded machine as a false "permanent failure classed transient").
+func (s *Server) waitServing() error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.client.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("minio at %s live but not serving after %s: %v", s.addr, startTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func unavailable(t testing.TB, err error) {
@@ -296,7 +319,10 @@ func (s *Server) Restart() {
 	var err error
 	for attempt := 0; attempt < 20; attempt++ { // the old socket may linger briefly
 		if err = s.start(); err == nil {
-			return
+			if err = s.waitServing(); err == nil {
+				return
+			}
+			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
