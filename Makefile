@@ -62,6 +62,20 @@ $(TOXIPROXY):
 	GOBIN=$(TOOLBIN) $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
 	mv $(TOOLBIN)/server $(TOXIPROXY)
 
+RCLONE := $(TOOLBIN)/rclone
+
+# rclone, the second baseline of `make bench` only (`make test` never needs
+# it): Debian's package, fetched with apt like packaging-tools' (apt-get
+# update only if the package index does not know it yet) and unpacked under
+# .tools/rclone, so the system is not modified and the binary is cached.
+$(RCLONE):
+	@mkdir -p $(TOOLS)/deb $(TOOLBIN)
+	@sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; cd $(TOOLS)/deb && rm -f rclone_*.deb && \
+		{ apt-get download -qq rclone 2>/dev/null || { $$sudo apt-get update -qq && apt-get download -qq rclone; }; }
+	rm -rf $(TOOLS)/rclone && dpkg-deb -x $$(ls $(TOOLS)/deb/rclone_*.deb | head -1) $(TOOLS)/rclone
+	ln -sf ../rclone/usr/bin/rclone $@
+	$@ version | head -1
+
 $(STATICCHECK):
 	@mkdir -p $(TOOLBIN)
 	GOBIN=$(TOOLBIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -127,12 +141,12 @@ demo: build
 	$(GO) run ./internal/demo -segvault $(CURDIR)/bin/segvault -dir $(CURDIR)/demo-out
 
 ## bench: every figure of docs/PERFORMANCE.md, beside its baseline, into bench/results/.
-bench: build $(MINIO)
-	$(GO) run ./internal/benchrun -segvault $(CURDIR)/bin/segvault -out bench/results
+bench: build $(MINIO) $(RCLONE)
+	$(GO) run ./internal/benchrun -segvault $(CURDIR)/bin/segvault -rclone $(RCLONE) -out bench/results
 
 ## bench-quick: a reduced set in under two minutes.
-bench-quick: build $(MINIO)
-	$(GO) run ./internal/benchrun -quick -segvault $(CURDIR)/bin/segvault -out bench/results
+bench-quick: build $(MINIO) $(RCLONE)
+	$(GO) run ./internal/benchrun -quick -segvault $(CURDIR)/bin/segvault -rclone $(RCLONE) -out bench/results
 
 ## fuzz: every fuzz target for FUZZTIME each.
 fuzz:

@@ -29,6 +29,9 @@ import (
 //	benchrun -child put -endpoint HOST:PORT -bucket B -list FILE -concurrency N
 //	benchrun -child get -endpoint HOST:PORT -bucket B -list FILE -dest DIR -concurrency N
 //
+//	benchrun -child onepass -list FILE      (the one-pass floor, onepass.go)
+//	benchrun -child fsync -dest DIR         (fsync every file and dir under DIR)
+//
 // FILE holds one "path<TAB>key" line per object (get: "key<TAB>size").
 
 // baselinePartSize and baselineThreads match the agent's S3 store (16 MiB
@@ -52,6 +55,12 @@ func childMain(args []string) int {
 	conc := fs.Int("concurrency", 2, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	switch mode {
+	case "onepass":
+		return childOnePass(*list)
+	case "fsync":
+		return childFsync(*dest)
 	}
 	cl, err := minio.New(*endpoint, &minio.Options{Creds: credentials.NewStaticV4(miniotest.AccessKey, miniotest.SecretKey, ""), Region: "us-east-1"})
 	if err != nil {
@@ -138,6 +147,75 @@ func childMain(args []string) int {
 	return 0
 }
 
+// childOnePass runs the one-pass floor over the listed files on one
+// goroutine and prints "raw zstd stored" byte counts.
+func childOnePass(list string) int {
+	lines, err := readLines(list)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var paths []string
+	for _, l := range lines {
+		p, _, _ := strings.Cut(l, "\t")
+		paths = append(paths, p)
+	}
+	fl, err := newOnePassFloor()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r, err := fl.files(paths, true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(r.Raw, r.Zstd, r.Stored)
+	return 0
+}
+
+// childFsync fsyncs every regular file under dir, then every directory
+// (what a restore that is durable when it returns must do at least).
+func childFsync(dir string) int {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		return fsyncPath(p)
+	})
+	for i := len(dirs) - 1; i >= 0 && err == nil; i-- {
+		err = fsyncPath(dirs[i])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", p, err)
+	}
+	return nil
+}
+
 // childResult is what the kernel says about one finished child process.
 type childResult struct {
 	Wall   time.Duration
@@ -145,17 +223,27 @@ type childResult struct {
 	MaxRSS int64         // bytes: peak VmHWM
 
 	ServerCPU time.Duration // MinIO's CPU time over the same interval
+	SysBusy   float64       // fraction of all the machine's CPU time that was busy over the interval (/proc/stat)
 	Stdout    string
 	Stderr    string
 }
 
 // runChild runs a command to completion and returns its rusage.
 func (h *harness) runChild(ctx context.Context, name string, args ...string) (childResult, error) {
+	return h.runChildEnv(ctx, nil, name, args...)
+}
+
+// runChildEnv is runChild with extra environment variables.
+func (h *harness) runChildEnv(ctx context.Context, env []string, name string, args ...string) (childResult, error) {
 	var res childResult
 	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	srv0 := procCPU(h.srv.PID())
+	busy0, total0 := sysBusy()
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("%s: %w", filepath.Base(name), err)
@@ -186,6 +274,9 @@ func (h *harness) runChild(ctx context.Context, name string, args ...string) (ch
 	res.Wall = time.Since(t0)
 	res.MaxRSS = <-peak
 	res.ServerCPU = procCPU(h.srv.PID()) - srv0
+	if busy1, total1 := sysBusy(); total1 > total0 {
+		res.SysBusy = float64(busy1-busy0) / float64(total1-total0)
+	}
 	res.Stdout, res.Stderr = out.String(), errb.String()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())

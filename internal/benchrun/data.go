@@ -42,6 +42,10 @@ type harness struct {
 	bucketMu    sync.Mutex
 	putPerMiB   float64 // plain PUT seconds per MiB (for the latency baseline)
 	putPerMiBOK bool
+
+	rcloneWarned bool
+	rcloneVer    string
+	rcloneBucket map[string]string // dataset name -> bucket holding rclone's copy of it (for the restore baseline)
 }
 
 // codecs the verification figures cover, in table order.
@@ -52,6 +56,10 @@ const (
 	dsBigJSON   = "large-json"
 	dsBigIncomp = "large-lz4+zstd"
 	dsSmall     = "small-1MiB"
+	// dsBigZstd is the producer-compressed data the agent stores as is
+	// (zstd saves under 10% of its first chunk, so the v2 "auto" rule keeps
+	// it): the zstd segment of dsBigIncomp alone, in its own log dir.
+	dsBigZstd = "large-zstd"
 )
 
 func (h *harness) makeDatasets(ctx context.Context) error {
@@ -146,10 +154,12 @@ func (h *harness) makeDatasets(ctx context.Context) error {
 	h.archived = map[string]string{}
 	h.logDirs[dsBigJSON] = filepath.Join(h.work, "logs-large-json")
 	h.logDirs[dsBigIncomp] = filepath.Join(h.work, "logs-large-incompressible")
+	h.logDirs[dsBigZstd] = filepath.Join(h.work, "logs-large-zstd")
 	for _, x := range []struct{ dir, topic, codec string }{
 		{h.logDirs[dsBigJSON], "large-json", "none"},
 		{h.logDirs[dsBigIncomp], "large-lz4", "lz4"},
 		{h.logDirs[dsBigIncomp], "large-zstd", "zstd"},
+		{h.logDirs[dsBigZstd], "large-zstd", "zstd"},
 	} {
 		if err := h.tiledPartition(x.dir, x.topic, h.tpl[x.codec], h.sz.BigSegmentBytes); err != nil {
 			return err
@@ -169,6 +179,7 @@ func (h *harness) makeDatasets(ctx context.Context) error {
 	for _, d := range []struct{ name, desc string }{
 		{dsBigJSON, "one " + big + " segment of uncompressed JSON-like records (producer codec none), brokersim batches tiled to size"},
 		{dsBigIncomp, "two " + big + " segments of producer-compressed batches (lz4, zstd), brokersim batches tiled to size"},
+		{dsBigZstd, "the zstd segment of large-lz4+zstd alone (producer codec zstd: zstd level 1 saves under 10% of its first 4 MiB chunk, so format v2's auto rule stores it as is), in its own log dir"},
 		{dsSmall, fmt.Sprintf("%d partitions × %d rolled 1 MiB segments written by brokersim (idempotent producer, codec none, real indexes and producer snapshots); the partitions are byte copies of one", h.sz.SmallCopies, countRolled(h.smallPart))},
 	} {
 		files, segs, err := rolledFiles(h.logDirs[d.name])

@@ -82,7 +82,8 @@ func (h *harness) benchRollLatency(ctx context.Context) error {
 	deadline := time.Now().Add(time.Duration(h.sz.Rolls)*10*time.Second + 30*time.Second)
 	cl := h.srv.Client()
 	for len(seen) < h.sz.Rolls && time.Now().Before(deadline) && ctx.Err() == nil {
-		for oi := range cl.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "v1/", Recursive: true}) {
+		// Both roots: v1/ and v2/ segment manifests (the v2 agent writes v2/).
+		for oi := range cl.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
 			if oi.Err != nil {
 				stopProducer()
 				return oi.Err

@@ -33,6 +33,7 @@ import (
 type options struct {
 	quick    bool
 	segvault string
+	rclone   string
 	out      string
 	work     string
 	keep     bool
@@ -68,10 +69,24 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		os.Exit(childMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-compare" {
+		if len(os.Args) != 4 {
+			fmt.Fprintln(os.Stderr, "usage: benchrun -compare OLD.json NEW.json")
+			os.Exit(2)
+		}
+		md, err := compareReports(os.Args[2], os.Args[3])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun -compare:", err)
+			os.Exit(1)
+		}
+		fmt.Print(md)
+		return
+	}
 	var o options
 	var only string
 	flag.BoolVar(&o.quick, "quick", false, "reduced dataset sizes (under two minutes)")
 	flag.StringVar(&o.segvault, "segvault", "bin/segvault", "the segvault binary to measure")
+	flag.StringVar(&o.rclone, "rclone", ".tools/bin/rclone", "the rclone binary of the second baseline (make bench installs Debian's); missing: those rows are left out")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.json and timestamped copies")
 	flag.StringVar(&o.work, "work", "", "scratch directory (default: a new temp dir, removed at the end)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
@@ -158,7 +173,11 @@ func run(ctx context.Context, o options) error {
 			return ctx.Err()
 		}
 		t0 := time.Now()
-		logf("== %s", s.name)
+		if rep.StepLoadAvg == nil {
+			rep.StepLoadAvg = map[string]string{}
+		}
+		rep.StepLoadAvg[s.name] = loadAvg()
+		logf("== %s (load average %s)", s.name, rep.StepLoadAvg[s.name])
 		if err := s.fn(ctx); err != nil {
 			if s.section == "" {
 				return fmt.Errorf("%s: %w", s.name, err)

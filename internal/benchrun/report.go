@@ -32,7 +32,58 @@ type row struct {
 	Better        string             `json:"better,omitempty"`
 	Notes         string             `json:"notes,omitempty"`
 	Extra         map[string]float64 `json:"extra,omitempty"`
+	Target        *target            `json:"target,omitempty"`
+	Stage         string             `json:"slowest_stage,omitempty"` // what limits the figure, where the harness can tell
 	hasBaseline   bool
+}
+
+// target is a figure the issue asks for (issue 14's "Figures"), checked
+// against this run's ratio or value. Nothing asserts it: the table says
+// whether this run met it.
+type target struct {
+	On    string  `json:"on"` // "ratio" or "value"
+	Op    string  `json:"op"` // ">=" or "<="
+	Value float64 `json:"value"`
+	Met   bool    `json:"met"`
+}
+
+func atLeast(x float64) *target { return &target{On: "ratio", Op: ">=", Value: x} }
+func atMost(x float64) *target  { return &target{On: "ratio", Op: "<=", Value: x} }
+
+// valueAtMost is an absolute ceiling on the figure itself (in its unit).
+func valueAtMost(x float64) *target { return &target{On: "value", Op: "<=", Value: x} }
+
+func (t *target) eval(x *row) {
+	v := x.Ratio
+	if t.On == "value" {
+		v = x.Value
+	}
+	if t.On == "ratio" && !x.hasBaseline {
+		t.Met = false
+		return
+	}
+	if t.Op == ">=" {
+		t.Met = v >= t.Value
+	} else {
+		t.Met = v <= t.Value
+	}
+}
+
+func (t *target) String(unit string) string {
+	op := "≥"
+	if t.Op == "<=" {
+		op = "≤"
+	}
+	var s string
+	if t.On == "value" {
+		s = op + " " + fmtVal(t.Value, unit)
+	} else {
+		s = op + " " + fmtRatio(t.Value)
+	}
+	if t.Met {
+		return s + " met"
+	}
+	return s + " **not met**"
 }
 
 type dataset struct {
@@ -44,16 +95,17 @@ type dataset struct {
 }
 
 type machine struct {
-	CPUModel        string  `json:"cpu_model"`
-	Cores           int     `json:"cores"`
-	MemoryGiB       float64 `json:"memory_gib"`
-	Kernel          string  `json:"kernel"`
-	LoadAvgStart    string  `json:"loadavg_start"`
-	LoadAvgEnd      string  `json:"loadavg_end"`
-	GoVersion       string  `json:"go_version"`
-	SegvaultGo      string  `json:"segvault_go_version"`
-	SegvaultVersion string  `json:"segvault_version"`
-	Filesystem      string  `json:"work_filesystem,omitempty"`
+	CPUModel        string          `json:"cpu_model"`
+	CPUFlags        map[string]bool `json:"cpu_flags"` // the ones that matter to SHA-256, CRC-32C and zstd
+	Cores           int             `json:"cores"`
+	MemoryGiB       float64         `json:"memory_gib"`
+	Kernel          string          `json:"kernel"`
+	LoadAvgStart    string          `json:"loadavg_start"`
+	LoadAvgEnd      string          `json:"loadavg_end"`
+	GoVersion       string          `json:"go_version"`
+	SegvaultGo      string          `json:"segvault_go_version"`
+	SegvaultVersion string          `json:"segvault_version"`
+	Filesystem      string          `json:"work_filesystem,omitempty"`
 }
 
 type report struct {
@@ -68,6 +120,7 @@ type report struct {
 	Warnings    []string           `json:"warnings,omitempty"`
 	Failures    []string           `json:"failures,omitempty"`
 	StepSeconds map[string]float64 `json:"step_seconds"`
+	StepLoadAvg map[string]string  `json:"step_loadavg,omitempty"` // the load average as each step started
 	started     time.Time
 }
 
@@ -80,9 +133,19 @@ func newReport(sz sizes, bin string) *report {
 	m.LoadAvgStart = loadAvg()
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
+			k, v, ok := strings.Cut(l, ":")
+			if !ok {
+				continue
+			}
+			switch strings.TrimSpace(k) {
+			case "model name":
+				if m.CPUModel == "" {
+					m.CPUModel = strings.TrimSpace(v)
+				}
+			case "flags":
+				if m.CPUFlags == nil {
+					m.CPUFlags = cpuFlags(v)
+				}
 			}
 		}
 	}
@@ -105,6 +168,40 @@ func newReport(sz sizes, bin string) *report {
 		m.SegvaultVersion = strings.TrimSpace(string(out))
 	}
 	return r
+}
+
+// reportedCPUFlags are the /proc/cpuinfo flags recorded in every result:
+// SHA-NI (crypto/sha256's fast path), AVX2 and AVX-512F (klauspost's
+// vectorised paths; Go's CRC-32C uses SSE4.2, present on every x86-64
+// machine this runs on).
+var reportedCPUFlags = []string{"sha_ni", "avx2", "avx512f"}
+
+// cpuFlags picks reportedCPUFlags out of a cpuinfo "flags" value.
+func cpuFlags(v string) map[string]bool {
+	have := map[string]bool{}
+	for _, f := range strings.Fields(v) {
+		have[f] = true
+	}
+	out := map[string]bool{}
+	for _, f := range reportedCPUFlags {
+		out[f] = have[f]
+	}
+	return out
+}
+
+func (m machine) flagsText() string {
+	if m.CPUFlags == nil {
+		return "CPU flags unknown"
+	}
+	var parts []string
+	for _, f := range reportedCPUFlags {
+		yes := "no"
+		if m.CPUFlags[f] {
+			yes = "yes"
+		}
+		parts = append(parts, f+" "+yes)
+	}
+	return "CPU flags: " + strings.Join(parts, ", ")
 }
 
 func cstr(b []int8) string {
@@ -137,6 +234,9 @@ func (r *report) add(x row) *row {
 		if x.BaselineValue != 0 {
 			x.Ratio = x.Value / x.BaselineValue
 		}
+	}
+	if x.Target != nil {
+		x.Target.eval(&x)
 	}
 	logf("   %-58s %s", x.Name+" ["+x.Dataset+"]", fmtRowValues(&x))
 	r.Rows = append(r.Rows, &x)
@@ -234,12 +334,15 @@ func (r *report) markdown() string {
 	if la, err := strconv.ParseFloat(strings.Fields(m.LoadAvgStart + " 0")[0], 64); err == nil && la >= 0.5*float64(m.Cores) {
 		loaded = " — **shared with other work during the run**" + loaded
 	}
-	fmt.Fprintf(&b, "Machine: %s, %d cores, %.1f GiB RAM, %s%s. benchrun built with %s; segvault binary %q built with %s. Run time %.0f s.\n\n",
-		m.CPUModel, m.Cores, m.MemoryGiB, m.Kernel, loaded, m.GoVersion, m.SegvaultVersion, m.SegvaultGo, r.Seconds)
-	b.WriteString("| # | Measurement | Dataset | segvault | Baseline | Baseline figure | Ratio |\n")
-	b.WriteString("|---|---|---|---:|---|---:|---:|\n")
+	fmt.Fprintf(&b, "Machine: %s (%s), %d cores, %.1f GiB RAM, %s%s. benchrun built with %s; segvault binary %q built with %s. Run time %.0f s.\n\n",
+		m.CPUModel, m.flagsText(), m.Cores, m.MemoryGiB, m.Kernel, loaded, m.GoVersion, m.SegvaultVersion, m.SegvaultGo, r.Seconds)
+	b.WriteString("| # | Measurement | Dataset | segvault | Baseline | Baseline figure | Ratio | Target (issue 14) |\n")
+	b.WriteString("|---|---|---|---:|---|---:|---:|---|\n")
 	for i, x := range r.Rows {
-		base, bval, ratio := "—", "—", "—"
+		base, bval, ratio, tgt := "—", "—", "—", "—"
+		if x.Target != nil {
+			tgt = x.Target.String(x.Unit)
+		}
 		if x.hasBaseline {
 			base, bval = x.Baseline, fmtVal(x.BaselineValue, x.Unit)
 			ratio = fmtRatio(x.Ratio)
@@ -248,16 +351,21 @@ func (r *report) markdown() string {
 			}
 		}
 		name := x.Name
-		if x.Notes != "" {
+		if x.Notes != "" || x.Stage != "" {
 			name += " ¹" + strconv.Itoa(i+1)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", i+1, name, x.Dataset, fmtVal(x.Value, x.Unit), base, bval, ratio)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", i+1, name, x.Dataset, fmtVal(x.Value, x.Unit), base, bval, ratio, tgt)
 	}
 	b.WriteString("\nRatio = segvault ÷ baseline, both measured in this run.\n")
+	b.WriteString(r.targetSummary())
 	var notes []string
 	for i, x := range r.Rows {
-		if x.Notes != "" {
-			notes = append(notes, fmt.Sprintf("- ¹%d %s", i+1, x.Notes))
+		if x.Notes != "" || x.Stage != "" {
+			n := x.Notes
+			if x.Stage != "" {
+				n = strings.TrimSpace(n + " **Slowest stage:** " + x.Stage)
+			}
+			notes = append(notes, fmt.Sprintf("- ¹%d %s", i+1, n))
 		}
 	}
 	if len(notes) > 0 {
@@ -298,12 +406,40 @@ func (r *report) markdown() string {
 	sort.Strings(steps)
 	var parts []string
 	for _, k := range steps {
-		parts = append(parts, fmt.Sprintf("%s %.0f s", k, r.StepSeconds[k]))
+		p := fmt.Sprintf("%s %.0f s", k, r.StepSeconds[k])
+		if la := r.StepLoadAvg[k]; la != "" {
+			p += " (load average " + la + " at its start)"
+		}
+		parts = append(parts, p)
 	}
 	if len(parts) > 0 {
 		b.WriteString("\nStep times: " + strings.Join(parts, ", ") + ".\n")
 	}
 	return b.String()
+}
+
+// targetSummary lists the issue-14 targets of this run, met or not.
+func (r *report) targetSummary() string {
+	var met, all int
+	var lines []string
+	for i, x := range r.Rows {
+		if x.Target == nil {
+			continue
+		}
+		all++
+		if x.Target.Met {
+			met++
+		}
+		v := fmtRatio(x.Ratio) + " of " + x.Baseline
+		if x.Target.On == "value" {
+			v = fmtVal(x.Value, x.Unit)
+		}
+		lines = append(lines, fmt.Sprintf("- #%d %s [%s]: %s, target %s", i+1, x.Name, x.Dataset, v, x.Target.String(x.Unit)))
+	}
+	if all == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nIssue 14 targets: %d of %d met in this run.\n\n%s\n", met, all, strings.Join(lines, "\n"))
 }
 
 // write saves latest.md/latest.json and timestamped copies into dir.

@@ -189,7 +189,7 @@ type scanRun struct {
 
 func (h *harness) scanOnce(ctx context.Context, logDir, bucket, state string, wantWatches int, extra ...string) (scanRun, error) {
 	var r scanRun
-	d, err := h.startDaemon(ctx, logDir, bucket, state, append([]string{"--settle-time", "1h", "--scan-interval", "1h"}, extra...)...)
+	d, err := h.startDaemon(ctx, logDir, bucket, state, append([]string{"--settle-time", "1h", "--scan-interval", "1h", "--claim-ttl", "3h"}, extra...)...)
 	if err != nil {
 		return r, err
 	}
