@@ -65,6 +65,9 @@ type tailer struct {
 	warned map[string]int64 // invalid batch reported once per track and position
 	// observeOnly: tail capture is off; nothing is read (watch).
 	observeOnly bool
+	// standby: tracks of the last round left to the partition's designated
+	// archiver (archive-replicas=designated; Agent.tailStandby).
+	standby map[string]bool
 }
 
 // tailRuntime is what the loop knows about a track between rounds.
@@ -681,6 +684,19 @@ func (t *tailer) round(ctx context.Context) {
 			break
 		}
 		tr := t.st.Tracks[k]
+		if t.a.tailStandby(tr.Path) {
+			// Another replica captures this partition's tail: not read.
+			if t.standby == nil {
+				t.standby = map[string]bool{}
+			}
+			t.standby[k] = true
+			if rt := t.rt[k]; rt != nil {
+				rt.pendingSince = time.Time{}
+			}
+			t.a.metrics.TailSkipped.WithLabelValues("standby").Inc()
+			continue
+		}
+		delete(t.standby, k)
 		nt, cp, err := t.readTrack(ctx, k, tr, budget)
 		if err != nil {
 			t.fail("read", err, "file", tr.logPath())
@@ -837,6 +853,9 @@ func (t *tailer) observe(now time.Time) int64 {
 			continue
 		}
 		rt := t.rt[k]
+		if t.standby[k] {
+			continue // captured by the designated archiver
+		}
 		if t.observeOnly && rt != nil {
 			// Nothing is ever captured: every byte of the active
 			// segment waits for its roll, since it was first seen.
