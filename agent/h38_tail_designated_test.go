@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +139,38 @@ func TestH38TailStandbyTakesOver(t *testing.T) {
 	tl.round(context.Background())
 	if got := h38TailBrokers(t, b); len(got[0]) != 1 || got[0][1] == 0 {
 		t.Fatalf("p0 tail captured by %v after the takeover, want broker 1", keysOf(got[0]))
+	}
+}
+
+// MeasureTailCost (make bench's tail-capture cost figure): one pack and one
+// manifest per round whatever the partition count, every byte captured.
+func TestH38MeasureTailCost(t *testing.T) {
+	src, err := os.ReadFile(h25StatusLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := uploader.NewLocal(filepath.Join(t.TempDir(), "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := MeasureTailCost(context.Background(), TailCostInput{Dir: t.TempDir(), Bucket: b, Partitions: 200, Rounds: 3, BatchesPerRound: 2,
+		Source: src, SourceName: h25StatusLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v: %.1f PUTs/min (per-partition upload %.0f), %.3f bytes stored per byte produced", c, c.PutsPerMinute(), c.PerPartitionPutsPerMinute(), c.StoredPerProduced())
+	if c.Puts != 6 || c.PerPartitionPuts != 1200 || c.Produced == 0 || c.PackBytes == 0 || c.ManifestBytes == 0 {
+		t.Fatalf("%+v", c)
+	}
+	caps, n := h25Captures(t, b)
+	if n != 3 || len(caps) != 600 {
+		t.Fatalf("%d manifests, %d captures; want 3 and 600", n, len(caps))
+	}
+	var raw int64
+	for _, cp := range caps {
+		raw += int64(len(cp.raw))
+	}
+	if raw != c.Produced {
+		t.Fatalf("captured %d bytes, produced %d", raw, c.Produced)
 	}
 }
