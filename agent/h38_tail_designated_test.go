@@ -1,16 +1,20 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segvault/segvault/archive"
+	"github.com/segvault/segvault/restore"
 	"github.com/segvault/segvault/uploader"
 )
 
@@ -91,6 +95,10 @@ func TestH38TailDesignatedOnly(t *testing.T) {
 	if standby != 1 {
 		t.Fatalf("broker 1: tail_skipped_total{reason=standby} = %v, want 1 (p0)", standby)
 	}
+	// Restore finds the designated archiver's captures: every partition
+	// comes back as its designated broker's disk holds it, active segment
+	// included.
+	h38RestoreMatches(t, b, map[int32]string{0: brokers[1].dir, 1: brokers[0].dir})
 
 	b2, err := uploader.NewLocal(filepath.Join(t.TempDir(), "archive2"))
 	if err != nil {
@@ -172,5 +180,46 @@ func TestH38MeasureTailCost(t *testing.T) {
 	}
 	if raw != c.Produced {
 		t.Fatalf("captured %d bytes, produced %d", raw, c.Produced)
+	}
+}
+
+// h38RestoreMatches restores topic t from b and compares each partition's
+// .log files with the dir of the broker given for it.
+func h38RestoreMatches(t *testing.T, b uploader.Bucket, want map[int32]string) {
+	t.Helper()
+	ctx := context.Background()
+	src := restore.NewSource(b, archive.DecodeOptions{})
+	plan, err := restore.MakePlan(ctx, src, archive.NewLayout(""), restore.Selection{Broker: -1, Topics: regexp.MustCompile("^t$")}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pp := range plan.Partitions {
+		if pp.Tail == nil || pp.Tail.Captures == 0 {
+			t.Fatalf("t-%d: the plan uses no tail capture: %+v", pp.Partition, pp.Tail)
+		}
+	}
+	target := t.TempDir()
+	if _, err := restore.Run(ctx, src, plan, restore.Options{Targets: []string{target}, ToOffset: -1, ToTime: -1, NodeID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for p, dir := range want {
+		name := fmt.Sprintf("t-%d", p)
+		logs, err := filepath.Glob(filepath.Join(dir, name, "*.log"))
+		if err != nil || len(logs) == 0 {
+			t.Fatalf("%s: %v %v", name, logs, err)
+		}
+		for _, l := range logs {
+			exp, err := os.ReadFile(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(target, name, filepath.Base(l)))
+			if err != nil {
+				t.Fatalf("restored %s: %v", name, err)
+			}
+			if !bytes.Equal(got, exp) {
+				t.Fatalf("restored %s/%s: %d bytes, the designated broker's file %d", name, filepath.Base(l), len(got), len(exp))
+			}
+		}
 	}
 }
