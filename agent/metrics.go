@@ -99,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.TailRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_chain_restarts_total",
 		Help: "Active segments whose captured bytes no longer match the file (truncated, rewritten, replaced): captured again from byte 0, by reason."}, []string{"reason"})
 	m.TailSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "tail_skipped_total",
-		Help: "Tail reads that stopped before the end of the file, by reason (invalid_batch, changed_while_read, budget)."}, []string{"reason"})
+		Help: "Tail reads that stopped before the end of the file, by reason (invalid_batch, changed_while_read, budget; standby: a track left to the partition's designated archiver)."}, []string{"reason"})
 	m.PartitionRoles = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "segvault", Subsystem: "agent", Name: "partition_roles",
 		Help: "Partitions of this broker by role: owner (this agent archives them), standby (another replica's agent does), takeover (standby archiving segments the archive lacks)."}, []string{"role"})
 	m.ReplicaDivergence = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "segvault", Subsystem: "agent", Name: "replica_divergence_total",

@@ -33,6 +33,7 @@ type ownership struct {
 	parts    map[string]*standbyPart
 	roles    map[string]string // partition dir -> role this pass (owner_diverge.go)
 	compared int64             // bytes read for divergence checks this pass
+	tookOver map[string]bool   // partition dirs a standby took segments of over (tail capture follows)
 	// load builds the metadata image (tests replace it).
 	load func(dir string) (*index.ClusterMetadata, error)
 }
@@ -70,7 +71,7 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 	cfg := a.snap()
 	o := a.ownerState()
 	gauge := roleOwner
-	defer func() { o.setRole(ps.Path, gauge) }()
+	defer func() { o.setRole(ps.Path, gauge); o.noteTakeover(ps.Path, gauge) }()
 	// A salvage run (include-active: a stopped broker's disk) archives all
 	// it finds: nobody else may hold that data any more.
 	if cfg.ArchiveReplicas != ArchiveReplicasDesignated || cfg.IncludeActive || ps.Dir.Topic == "__cluster_metadata" {
@@ -376,4 +377,38 @@ func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity,
 		sp.covered, sp.progress = total, now
 	}
 	return nil
+}
+
+// tailStandby tells the tail-capture loop to leave the partition dir path
+// to another replica: under archive-replicas=designated, when the last
+// pass found this replica a standby that never took any of the
+// partition's segments over. It asks the role replicaFilter recorded (no
+// bucket request); before the first pass, or in mode all, it is false
+// (capturing a duplicate is safe).
+func (a *Agent) tailStandby(path string) bool {
+	if a.snap().ArchiveReplicas != ArchiveReplicasDesignated {
+		return false
+	}
+	o := a.ownerState()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.roles[path] != roleStandby {
+		return false
+	}
+	return !o.tookOver[path]
+}
+
+// noteTakeover remembers a partition this standby took over, for the
+// rest of the agent's life: its tail is captured from then on (a
+// duplicate if the designated archiver comes back, which is safe).
+func (o *ownership) noteTakeover(path, role string) {
+	if role != roleTakeover {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.tookOver == nil {
+		o.tookOver = map[string]bool{}
+	}
+	o.tookOver[path] = true
 }

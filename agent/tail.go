@@ -60,11 +60,16 @@ type tailer struct {
 	rt        map[string]*tailRuntime // by track key
 	// rolled: segments that rolled while tracked, by candidate key, with
 	// the time since which bytes of them were not captured (zero: all
-	// captured). Dropped once local state records the segment.
-	rolled map[string]time.Time
+	// captured). Dropped once local state records the segment, or when no
+	// pass of this agent took it up (another replica archives it:
+	// archive-replicas designated), so a standby's map does not grow.
+	rolled map[string]rolledSeg
 	warned map[string]int64 // invalid batch reported once per track and position
 	// observeOnly: tail capture is off; nothing is read (watch).
 	observeOnly bool
+	// standby: tracks of the last round left to the partition's designated
+	// archiver (archive-replicas=designated; Agent.tailStandby).
+	standby map[string]bool
 }
 
 // tailRuntime is what the loop knows about a track between rounds.
@@ -107,7 +112,7 @@ func (a *Agent) startTail(ctx context.Context) (stop func()) {
 
 func newTailer(a *Agent) *tailer {
 	return &tailer{a: a, codec: archive.NewChunkCodec(), start: time.Now(), rt: map[string]*tailRuntime{},
-		rolled: map[string]time.Time{}, warned: map[string]int64{}}
+		rolled: map[string]rolledSeg{}, warned: map[string]int64{}}
 }
 
 // run is the loop: a round at start, then every interval, or early.
@@ -344,7 +349,7 @@ func (t *tailer) scan(now time.Time) (changed bool) {
 			case tr.Base != ps.Active:
 				c := candidate{LogDir: tr.LogDir, Dir: ps.Dir, Kind: "segment", Base: tr.Base}
 				if tr.Base < ps.Active { // rolled: archived as a whole from now on
-					t.rolled[c.key()] = rt.pendingSince
+					t.rolled[c.key()] = rolledSeg{since: rt.pendingSince, at: now}
 				}
 				t.a.log.Debug("active segment rolled; tail capture moves to the new one", "file", tr.logPath(), "new_base", ps.Active)
 				nt := tr.clone()
@@ -681,6 +686,19 @@ func (t *tailer) round(ctx context.Context) {
 			break
 		}
 		tr := t.st.Tracks[k]
+		if t.a.tailStandby(tr.Path) {
+			// Another replica captures this partition's tail: not read.
+			if t.standby == nil {
+				t.standby = map[string]bool{}
+			}
+			t.standby[k] = true
+			if rt := t.rt[k]; rt != nil {
+				rt.pendingSince = time.Time{}
+			}
+			t.a.metrics.TailSkipped.WithLabelValues("standby").Inc()
+			continue
+		}
+		delete(t.standby, k)
 		nt, cp, err := t.readTrack(ctx, k, tr, budget)
 		if err != nil {
 			t.fail("read", err, "file", tr.logPath())
@@ -837,6 +855,9 @@ func (t *tailer) observe(now time.Time) int64 {
 			continue
 		}
 		rt := t.rt[k]
+		if t.standby[k] {
+			continue // captured by the designated archiver
+		}
 		if t.observeOnly && rt != nil {
 			// Nothing is ever captured: every byte of the active
 			// segment waits for its roll, since it was first seen.
@@ -867,6 +888,10 @@ func (t *tailer) observe(now time.Time) int64 {
 	return acc
 }
 
+// rolledSeg is a segment that rolled while tracked: since when its bytes
+// were not all captured (zero: all were), and when the roll was seen.
+type rolledSeg struct{ since, at time.Time }
+
 // updateRPO publishes segvault_agent_rpo_seconds: the age of the oldest
 // byte neither captured nor in an archived rolled segment.
 func (t *tailer) updateRPO(now time.Time) {
@@ -891,9 +916,15 @@ func (t *tailer) updateRPO(now time.Time) {
 		}
 	}
 	t.a.mu.Lock()
+	stale := 3*t.a.snap().ScanInterval + time.Minute
+	for k, r := range t.rolled {
+		if _, ok := t.a.seen[k]; !ok && now.Sub(r.at) > stale {
+			delete(t.rolled, k) // no pass took it up: another replica archives it, or it is gone
+		}
+	}
 	for k, o := range t.a.seen {
-		if since, ok := t.rolled[k]; ok {
-			note(since) // zero: every byte was captured before the roll
+		if r, ok := t.rolled[k]; ok {
+			note(r.since) // zero: every byte was captured before the roll
 			continue
 		}
 		note(o.first)

@@ -163,6 +163,7 @@ func run(ctx context.Context, o options) error {
 		{"pagecache", "pagecache", h.benchPageCache},
 		{"startup scan", "scan", h.benchStartupScan},
 		{"roll latency", "latency", h.benchRollLatency},
+		{"tail cost", "tail", h.benchTailCost},
 	}
 	var errs []error
 	for _, s := range steps {
