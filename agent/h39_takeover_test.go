@@ -126,3 +126,64 @@ func TestH39BacklogKeepsPartition(t *testing.T) {
 		}
 	}
 }
+
+// Once in takeover, a standby keeps going when another standby's takeover
+// uploads make the archive grow meanwhile (two standbys of a dead
+// designated archiver), until the archive covers its rolled data.
+func TestH39TakeoverSticksDespiteOtherStandby(t *testing.T) {
+	a := h39Agent(t)
+	o := a.ownerState()
+	id := BrokerIdentity{BrokerID: 1, ClusterID: h28Cluster}
+	const grace, scan = 8 * time.Second, time.Second
+	t0 := o.started
+	ps := h39Scan(6, t0.Add(-time.Hour))
+	now := t0.Add(grace + scan)
+	take, err := o.takeover(context.Background(), a, ps, id, now, grace)
+	if err != nil || len(take) != 6 {
+		t.Fatalf("first takeover %v (err %v), want all 6", take, err)
+	}
+	// Broker 3 (the other standby) uploads from the top, broker 1 from the
+	// bottom, one each per scan.
+	h39Uploaded(o, ps, 1, 0)
+	h39Uploaded(o, ps, 3, 500)
+	for i := 1; i < 3; i++ {
+		now = now.Add(scan)
+		take, err := o.takeover(context.Background(), a, ps, id, now, grace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(i) * 100; !take[want] {
+			t.Fatalf("scan %d: took %v, want base %d among them (still in takeover)", i, take, want)
+		}
+		h39Uploaded(o, ps, 1, int64(i)*100)
+		h39Uploaded(o, ps, 3, int64(5-i)*100)
+	}
+	now = now.Add(scan)
+	if take, err := o.takeover(context.Background(), a, ps, id, now, grace); err != nil || len(take) != 0 || o.part(ps.Path).takingOver {
+		t.Fatalf("covered: took %v (err %v), in takeover %v; want nothing, back to standby", take, err, o.part(ps.Path).takingOver)
+	}
+}
+
+// Of two standbys, the one with the higher broker id defers while the
+// lower one is live; every agent applies the same rule.
+func TestH39Defers(t *testing.T) {
+	all := func(int32) bool { return true }
+	not1 := func(id int32) bool { return id != 1 }
+	cases := []struct {
+		replicas         []int32
+		designated, self int32
+		live             func(int32) bool
+		want             bool
+	}{
+		{[]int32{2, 1, 3}, 2, 1, all, false},
+		{[]int32{2, 1, 3}, 2, 3, all, true},
+		{[]int32{2, 1, 3}, 2, 3, not1, false},
+		{[]int32{1, 3}, 1, 3, all, false}, // the designated one is not a standby
+		{[]int32{3, 2, 1}, 1, 3, all, true},
+	}
+	for _, c := range cases {
+		if got := Defers(c.replicas, c.designated, c.self, c.live); got != c.want {
+			t.Errorf("Defers(%v, designated %d, self %d) = %v, want %v", c.replicas, c.designated, c.self, got, c.want)
+		}
+	}
+}

@@ -101,6 +101,41 @@ func containsBroker(list []int32, id int32) bool {
 	return false
 }
 
+// Defers reports whether standby self leaves a takeover to another
+// standby first: a replica other than the designated broker, with a lower
+// broker id, that live reports as live. Every agent applies the same rule,
+// so of several standbys only the lowest takes over at the grace; the
+// others wait a second grace (in case that one's agent is down too) and
+// see its uploads as archive growth meanwhile.
+func Defers(replicas []int32, designated, self int32, live func(int32) bool) bool {
+	for _, r := range replicas {
+		if r != designated && r != self && r < self && live != nil && live(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// StandbyMetadataGrace is the grace of standby self for a partition of md
+// whose designated broker is who: grace, doubled when self Defers.
+func StandbyMetadataGrace(md *index.ClusterMetadata, self, who int32, topic string, partition int32, grace time.Duration) time.Duration {
+	if md == nil {
+		return grace
+	}
+	p, ok := md.Partition(topic, partition)
+	if !ok {
+		return grace
+	}
+	live := func(id int32) bool {
+		l, known := md.BrokerLive(id)
+		return l && known
+	}
+	if Defers(p.Replicas, who, self, live) {
+		return 2 * grace
+	}
+	return grace
+}
+
 // OffsetRange is a half-open offset range [Start, End).
 type OffsetRange struct{ Start, End int64 }
 

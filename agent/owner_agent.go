@@ -112,6 +112,9 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 	if grace == 0 {
 		grace = TakeoverGrace(cfg.SettleTime, cfg.ScanInterval)
 	}
+	if role == RoleStandby {
+		grace = StandbyMetadataGrace(md, id.BrokerID, who, ps.Dir.Topic, ps.Dir.Partition, grace)
+	}
 	take, err := o.takeover(ctx, a, ps, id, now, grace)
 	if err != nil {
 		log.Warn("cannot tell what the archive holds for this standby partition; archiving this replica meanwhile", "err", err)
