@@ -101,6 +101,41 @@ func containsBroker(list []int32, id int32) bool {
 	return false
 }
 
+// Defers reports whether standby self leaves a takeover to another
+// standby first: a replica other than the designated broker, with a lower
+// broker id, that live reports as live. Every agent applies the same rule,
+// so of several standbys only the lowest takes over at the grace; the
+// others wait a second grace (in case that one's agent is down too) and
+// see its uploads as archive growth meanwhile.
+func Defers(replicas []int32, designated, self int32, live func(int32) bool) bool {
+	for _, r := range replicas {
+		if r != designated && r != self && r < self && live != nil && live(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// StandbyMetadataGrace is the grace of standby self for a partition of md
+// whose designated broker is who: grace, doubled when self Defers.
+func StandbyMetadataGrace(md *index.ClusterMetadata, self, who int32, topic string, partition int32, grace time.Duration) time.Duration {
+	if md == nil {
+		return grace
+	}
+	p, ok := md.Partition(topic, partition)
+	if !ok {
+		return grace
+	}
+	live := func(id int32) bool {
+		l, known := md.BrokerLive(id)
+		return l && known
+	}
+	if Defers(p.Replicas, who, self, live) {
+		return 2 * grace
+	}
+	return grace
+}
+
 // OffsetRange is a half-open offset range [Start, End).
 type OffsetRange struct{ Start, End int64 }
 
@@ -128,19 +163,26 @@ type TakeoverInput struct {
 	// partition grow (or when it started watching: a fresh agent waits one
 	// grace before taking anything over), on its own clock.
 	Progress time.Time
-	Now      time.Time
-	Grace    time.Duration
+	// InTakeover: this standby already took the partition over and the
+	// archive does not yet cover its rolled data. Progress is not consulted
+	// then: the archive's growth meanwhile is mostly this standby's (or
+	// another standby's) takeover uploads, and letting it restart the clock
+	// would make each further segment wait another grace.
+	InTakeover bool
+	Now        time.Time
+	Grace      time.Duration
 }
 
 // Takeover returns, in base-offset order, the rolled local segments a
 // standby replica must archive now: those holding offsets no archived
 // segment (of any replica) covers, that rolled more than Grace ago, while
 // the archive has not grown for more than Grace either (a designated
-// archiver working through a backlog keeps its partitions). Only times of
+// archiver working through a backlog keeps its partitions), or while the
+// standby is in takeover already (InTakeover). Only times of
 // this machine's clock are compared. Segment boundaries differ between
 // replicas, so coverage is by offset, not by base offset.
 func Takeover(in TakeoverInput) []int64 {
-	if in.Now.Sub(in.Progress) <= in.Grace {
+	if !in.InTakeover && in.Now.Sub(in.Progress) <= in.Grace {
 		return nil
 	}
 	cov := mergeRanges(in.Archived)
@@ -155,6 +197,19 @@ func Takeover(in TakeoverInput) []int64 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// Uncovered reports whether any rolled local segment, whatever its age,
+// holds offsets no archived range covers: a standby in takeover stays in
+// takeover until it returns false.
+func Uncovered(local []LocalSegment, archived []OffsetRange) bool {
+	cov := mergeRanges(archived)
+	for _, s := range local {
+		if s.End > s.Base && !covered(cov, OffsetRange{s.Base, s.End}) {
+			return true
+		}
+	}
+	return false
 }
 
 // mergeRanges returns the union of rs as sorted, disjoint, non-adjacent

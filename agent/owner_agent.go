@@ -41,14 +41,17 @@ type ownership struct {
 // standbyPart is what a standby replica knows of one partition's archive.
 type standbyPart struct {
 	manifests map[string]*OffsetRange // manifest key -> its range (nil: not a usable manifest)
-	covered   int64                   // offsets covered at the last listing
-	progress  time.Time               // when coverage last grew (or watching began)
+	covered   int64                   // offsets other brokers' manifests covered at the last listing
+	progress  time.Time               // when that coverage last grew (or watching began)
 	taken     map[int64]bool          // bases taken over (logged once)
 	logs      map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
 	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
 	diverged  map[int64]Divergence    // local bases that differ from the archived copy
 	listed    time.Time               // last listing (refresh)
 	broker    map[string]int32        // manifest key -> the broker that archived it
+	// takingOver: this standby took the partition over and the archive
+	// does not cover its rolled data yet (Takeover's InTakeover).
+	takingOver bool
 }
 
 func (a *Agent) ownerState() *ownership {
@@ -109,6 +112,9 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 	grace := cfg.TakeoverGrace
 	if grace == 0 {
 		grace = TakeoverGrace(cfg.SettleTime, cfg.ScanInterval)
+	}
+	if role == RoleStandby {
+		grace = StandbyMetadataGrace(md, id.BrokerID, who, ps.Dir.Topic, ps.Dir.Partition, grace)
 	}
 	take, err := o.takeover(ctx, a, ps, id, now, grace)
 	if err != nil {
@@ -252,15 +258,24 @@ func (o *ownership) takeover(ctx context.Context, a *Agent, ps partitionScan, id
 	in := TakeoverInput{Local: local, Archived: sp.ranges(), Progress: sp.progress, Now: now, Grace: grace}
 	in.Progress = time.Time{} // ask: would anything be taken with what is known?
 	if len(Takeover(in)) == 0 {
+		if !Uncovered(local, in.Archived) {
+			sp.takingOver = false
+		}
 		return nil, nil
 	}
 	if err := sp.refresh(ctx, a, id, ps, now); err != nil {
 		return nil, err
 	}
-	in.Archived, in.Progress = sp.ranges(), sp.progress
+	in.Archived, in.Progress, in.InTakeover = sp.ranges(), sp.progress, sp.takingOver
 	take := map[int64]bool{}
 	for _, b := range Takeover(in) {
 		take[b] = true
+	}
+	switch {
+	case len(take) > 0:
+		sp.takingOver = true
+	case !Uncovered(local, in.Archived):
+		sp.takingOver = false
 	}
 	return take, nil
 }
@@ -332,7 +347,9 @@ func (sp *standbyPart) ranges() []OffsetRange {
 }
 
 // refresh lists the partition's manifests (every broker's, v1 and v2
-// roots) and reads the new ones; coverage growth moves progress.
+// roots) and reads the new ones; growth of the coverage by other brokers'
+// manifests moves progress (this broker's own takeover uploads do not: they
+// must not restart the grace clock).
 func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity, ps partitionScan, now time.Time) error {
 	prefixes := []string{
 		a.layout.PartitionPrefix(id.ClusterID, ps.Dir.Topic, ps.Dir.Partition),
@@ -370,7 +387,7 @@ func (sp *standbyPart) refresh(ctx context.Context, a *Agent, id BrokerIdentity,
 	}
 	sp.listed = now
 	var total int64
-	for _, r := range mergeRanges(sp.ranges()) {
+	for _, r := range mergeRanges(sp.rangesExcept(id.BrokerID)) {
 		total += r.End - r.Start
 	}
 	if total > sp.covered {
