@@ -423,12 +423,30 @@ func (c *Cluster) Partitions(t testing.TB, topic string) []PartitionInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := c.partitions(ctx, topic)
-	if err != nil {
-		t.Fatalf("kafkatest: metadata of topic %q: %v", topic, err)
+	for {
+		out, err := c.partitions(ctx, topic)
+		if err == nil {
+			return out
+		}
+		// A node that answers before the new topic's metadata reached it
+		// says UNKNOWN_TOPIC_OR_PARTITION (3) or LEADER_NOT_AVAILABLE (5):
+		// ask again until the deadline.
+		var me *metadataError
+		if !errors.As(err, &me) || (me.code != 3 && me.code != 5) || ctx.Err() != nil {
+			t.Fatalf("kafkatest: metadata of topic %q: %v", topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kafkatest: metadata of topic %q: %v (%v)", topic, err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return out
 }
+
+// metadataError is a topic-level error code in a Metadata response.
+type metadataError struct{ code int16 }
+
+func (e *metadataError) Error() string { return fmt.Sprintf("metadata error code %d", e.code) }
 
 func (c *Cluster) partitions(ctx context.Context, topic string) ([]PartitionInfo, error) {
 	var seeds []string
@@ -458,7 +476,7 @@ func (c *Cluster) partitions(ctx context.Context, topic string) ([]PartitionInfo
 			continue
 		}
 		if tp.ErrorCode != 0 {
-			return nil, fmt.Errorf("metadata error code %d", tp.ErrorCode)
+			return nil, &metadataError{code: tp.ErrorCode}
 		}
 		out := make([]PartitionInfo, 0, len(tp.Partitions))
 		for _, p := range tp.Partitions {
