@@ -170,6 +170,17 @@ func (a *Agent) LogDirs() []string { return a.cfg.LogDirs }
 
 // Close flushes state and releases the state dir.
 func (a *Agent) Close() error {
+	// Background log-dir and gap-marker captures of the last pass (Pass
+	// starts them and does not wait) finish before the state closes; a
+	// drain that gave up already cancelled them, so the wait is short and
+	// bounded.
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		a.log.Warn("closing with background captures still running (they were cancelled)")
+	}
 	err := a.state.Close()
 	a.lock.Close()
 	return err
