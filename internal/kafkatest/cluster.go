@@ -354,12 +354,7 @@ func (c *Cluster) Props() map[string]string {
 // Client returns a franz-go client seeded with every node; closed when the test ends.
 func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Addrs()...)}, opts...)...)
-	if err != nil {
-		t.Fatalf("kafkatest: kgo.NewClient: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return newClient(t, c.Addrs(), opts)
 }
 
 // Admin returns a kadm client on a fresh Client (closed when the test ends).
@@ -373,17 +368,7 @@ func (c *Cluster) Admin(t testing.TB) *kadm.Client {
 // Broker.CreateTopic.
 func (c *Cluster) CreateTopic(t testing.TB, topic string, partitions int32, configs map[string]string) {
 	t.Helper()
-	cfg := map[string]*string{}
-	for k, v := range configs {
-		cfg[k] = kadm.StringPtr(v)
-	}
-	if n := c.opts.SegmentBytes; n > 0 {
-		_, a := cfg["segment.bytes"]
-		_, b := cfg["internal.segment.bytes"]
-		if !a && !b {
-			cfg[TopicSegmentBytesKey(c.Version, n)] = kadm.StringPtr(strconv.Itoa(n))
-		}
-	}
+	cfg := topicConfigs(configs, c.Version, c.opts.SegmentBytes)
 	rf := int16(min(len(c.nodes), 3))
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
 	if err != nil {

@@ -979,12 +979,35 @@ func (b *Broker) Restart(t testing.TB) *Broker {
 // Client returns a franz-go client bootstrapped at this broker; it is closed when the test ends.
 func (b *Broker) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.addr)}, opts...)...)
+	return newClient(t, []string{b.addr}, opts)
+}
+
+// newClient is a franz-go client on seeds, closed when the test ends.
+func newClient(t testing.TB, seeds []string, opts []kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
 	if err != nil {
 		t.Fatalf("kafkatest: kgo.NewClient: %v", err)
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// topicConfigs is configs as kadm wants them, plus the version's segment
+// size config for segmentBytes > 0 unless configs sets one.
+func topicConfigs(configs map[string]string, version string, segmentBytes int) map[string]*string {
+	cfg := map[string]*string{}
+	for k, v := range configs {
+		cfg[k] = kadm.StringPtr(v)
+	}
+	if segmentBytes > 0 {
+		_, a := cfg["segment.bytes"]
+		_, b := cfg["internal.segment.bytes"]
+		if !a && !b {
+			cfg[TopicSegmentBytesKey(version, segmentBytes)] = kadm.StringPtr(strconv.Itoa(segmentBytes))
+		}
+	}
+	return cfg
 }
 
 // Admin returns a kadm client on a fresh Client (closed when the test ends).
@@ -998,17 +1021,7 @@ func (b *Broker) Admin(t testing.TB) *kadm.Client {
 // TopicSegmentBytesKey) unless configs sets one. It fails the test on any error.
 func (b *Broker) CreateTopic(t testing.TB, topic string, partitions int32, configs map[string]string) {
 	t.Helper()
-	cfg := map[string]*string{}
-	for k, v := range configs {
-		cfg[k] = kadm.StringPtr(v)
-	}
-	if n := b.opts.SegmentBytes; n > 0 {
-		_, a := cfg["segment.bytes"]
-		_, c := cfg["internal.segment.bytes"]
-		if !a && !c {
-			cfg[TopicSegmentBytesKey(b.Version, n)] = kadm.StringPtr(strconv.Itoa(n))
-		}
-	}
+	cfg := topicConfigs(configs, b.Version, b.opts.SegmentBytes)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
 	if err != nil {
 		t.Fatalf("kafkatest: kgo.NewClient: %v", err)
