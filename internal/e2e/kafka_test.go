@@ -42,9 +42,45 @@ func (p *produced) add(r *kgo.Record) {
 	p.records[k] = append(p.records[k], r)
 }
 
-// diskRolled records every rolled segment version seen in a real broker's
-// log dir: "topic/partition/base" -> .log SHA-256 prefixes.
-func diskRolled(t *testing.T, logDir string, into map[string]map[string]bool, last map[string]string) {
+// diskWatch records every rolled segment version seen in a real broker's
+// log dir: "topic/partition/base" -> .log SHA-256 prefixes. A version is
+// rolled when a later segment exists beside it; the cleaner's finished output
+// (.swap) and a segment Kafka has marked for deletion (.deleted) are rolled
+// versions too, so a version that lives only briefly under its own name is
+// still seen. Hashes are cached by path, size and mtime, so a pass stays cheap
+// and the poll keeps up under load.
+type diskWatch struct {
+	seen map[string]diskSeen
+}
+
+type diskSeen struct {
+	size  int64
+	mtime time.Time
+	sum   string
+}
+
+func (w *diskWatch) hash(path string) (string, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", false
+	}
+	if c, ok := w.seen[path]; ok && c.size == fi.Size() && c.mtime.Equal(fi.ModTime()) {
+		return c.sum, true
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || int64(len(data)) != fi.Size() {
+		return "", false
+	}
+	sum := sha256.Sum256(data)
+	if w.seen == nil {
+		w.seen = map[string]diskSeen{}
+	}
+	s := hex.EncodeToString(sum[:])[:12]
+	w.seen[path] = diskSeen{size: fi.Size(), mtime: fi.ModTime(), sum: s}
+	return s, true
+}
+
+func (w *diskWatch) pass(logDir string, into map[string]map[string]bool, last map[string]string) {
 	ents, _ := os.ReadDir(logDir)
 	for _, e := range ents {
 		dn, ok := segment.ParseDirName(e.Name())
@@ -53,33 +89,46 @@ func diskRolled(t *testing.T, logDir string, into map[string]map[string]bool, la
 		}
 		dir := filepath.Join(logDir, e.Name())
 		files, _ := os.ReadDir(dir)
-		var bases []int64
-		unstable := false
+		var bases []int64 // live .log files
+		type extra struct {
+			base int64
+			name string
+		}
+		var finished []extra // .log.swap and .log.deleted
 		for _, f := range files {
 			n, ok := segment.ParseFileName(f.Name())
-			if ok && (n.Suffix == segment.SuffixCleaned || n.Suffix == segment.SuffixSwap) {
-				unstable = true
-			}
-			if ok && n.Kind == segment.KindLog && n.Suffix == "" {
-				bases = append(bases, n.BaseOffset)
-			}
-		}
-		if unstable {
-			continue
-		}
-		sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-		for i := 0; i+1 < len(bases); i++ {
-			data, err := os.ReadFile(filepath.Join(dir, segment.FormatName(bases[i], segment.KindLog)))
-			if err != nil {
+			if !ok || n.Kind != segment.KindLog {
 				continue
 			}
-			sum := sha256.Sum256(data)
-			k := fmt.Sprintf("%s/%d/%d", dn.Topic, dn.Partition, bases[i])
+			switch n.Suffix {
+			case "":
+				bases = append(bases, n.BaseOffset)
+			case segment.SuffixSwap, segment.SuffixDeleted:
+				finished = append(finished, extra{n.BaseOffset, f.Name()})
+			}
+		}
+		sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+		add := func(base int64, name string, current bool) {
+			sum, ok := w.hash(filepath.Join(dir, name))
+			if !ok {
+				return
+			}
+			k := fmt.Sprintf("%s/%d/%d", dn.Topic, dn.Partition, base)
 			if into[k] == nil {
 				into[k] = map[string]bool{}
 			}
-			into[k][hex.EncodeToString(sum[:])[:12]] = true
-			last[k] = hex.EncodeToString(sum[:])[:12]
+			into[k][sum] = true
+			if current {
+				last[k] = sum
+			}
+		}
+		for i := 0; i+1 < len(bases); i++ {
+			add(bases[i], segment.FormatName(bases[i], segment.KindLog), true)
+		}
+		for _, f := range finished {
+			if len(bases) > 0 && f.base < bases[len(bases)-1] {
+				add(f.base, f.name, false)
+			}
 		}
 	}
 }
@@ -289,15 +338,16 @@ func runRealKafka(t *testing.T, version string) {
 	rolled := map[string]map[string]bool{}
 	lastSeen := map[string]string{}
 	var rmu sync.Mutex
+	var watch diskWatch
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		for watchCtx.Err() == nil {
 			rmu.Lock()
-			diskRolled(t, src.LogDir(), rolled, lastSeen)
+			watch.pass(src.LogDir(), rolled, lastSeen)
 			rmu.Unlock()
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 
@@ -461,7 +511,13 @@ func runRealKafka(t *testing.T, version string) {
 	for k, vs := range got {
 		for v := range vs {
 			if !rolled[k][v] {
-				t.Errorf("%s: archived version %s was never a rolled segment (archived while active?)", k, v)
+				var what string
+				for _, m := range manifests(t, b) {
+					if m.Kind == archive.KindSegment && fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.BaseOffset) == k && m.ContentID == v {
+						what = fmt.Sprintf("offsets %d..%d, %d bytes, %d batches", m.Summary.FirstOffset, m.Summary.LastOffset, m.Summary.Size, m.Summary.Batches)
+					}
+				}
+				t.Errorf("%s: archived version %s (%s) was never a rolled segment (archived while active?); versions seen on disk: %v", k, v, what, rolled[k])
 			}
 		}
 	}
