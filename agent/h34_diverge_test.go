@@ -88,6 +88,53 @@ func h34Value(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
 	return m.Gauge.GetValue()
 }
 
+// h34CheckReport checks that the bucket holds exactly one divergence
+// report, d's, and that the scrub reads it as intact.
+func h34CheckReport(t *testing.T, b uploader.Bucket, d Divergence, diffByte int64) {
+	t.Helper()
+	ctx := context.Background()
+	l := archive.NewLayout("")
+	cat, err := archive.ListAll(ctx, b, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cat.Divergences) != 1 {
+		t.Fatalf("divergence reports in the bucket: %+v, want 1", cat.Divergences)
+	}
+	e := cat.Divergences[0]
+	if e.Key.Broker != 1 || e.Key.Topic != "t" || e.Key.Partition != 0 || e.Key.BaseOffset != 0 || e.Object.Key != d.ReportKey {
+		t.Fatalf("report key %s (%+v), want broker 1's for t-0 base 0 (%s)", e.Object.Key, e.Key, d.ReportKey)
+	}
+	data, err := uploader.ReadAll(ctx, b, e.Object.Key, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := archive.DecodeDivergenceReport(e.Object.Key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BrokerID != 1 || r.ArchivedBroker != 2 || r.ManifestKey != d.ManifestKey || r.DataKey != d.DataKey || r.Bytes != d.Bytes ||
+		r.FirstDiffStart > diffByte || r.FirstDiffEnd <= diffByte || r.DetectedAt.IsZero() {
+		t.Fatalf("report %+v, want broker 1 against broker 2's %s, a range holding byte %d", r, d.ManifestKey, diffByte)
+	}
+	res, err := archive.Check(ctx, b, l, archive.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range res {
+		if c.Kind == "divergence-report" {
+			found = true
+			if c.Status != "ok" || !strings.Contains(c.Detail, "broker 1's replica") {
+				t.Fatalf("scrub of the report: %+v", c)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("the scrub did not check the divergence report: %+v", res)
+	}
+}
+
 // A standby replica compares its rolled segments with the designated
 // broker's archived copy: broker 1's copy of t-0 has one batch rewritten
 // (valid CRC, other bytes) and is reported as diverged, with the chunk's
@@ -138,6 +185,13 @@ func TestH34Divergence(t *testing.T) {
 	if o, s := h34Value(t, m1.PartitionRoles.WithLabelValues("owner")), h34Value(t, m1.PartitionRoles.WithLabelValues("standby")); o != 2 || s != 1 {
 		t.Fatalf("broker 1 roles: owner %v standby %v, want 2 and 1 (t-1 designated and its own __cluster_metadata, t-0 standby)", o, s)
 	}
+	// The divergence is in the bucket too (ls and the scrub show it): one
+	// report, at broker 1's key for t-0 base 0, naming broker 2's copy.
+	h34CheckReport(t, b, d, end-1)
+	if _, div := h34Run(t, b, brokers[0].cfg); len(div) != 1 { // a restart finds it again: the report stays one
+		t.Fatalf("broker 1 again: divergences %+v", div)
+	}
+	h34CheckReport(t, b, d, end-1)
 	m3, div := h34Run(t, b, brokers[2].cfg)
 	if len(div) != 0 {
 		t.Fatalf("broker 3 (other boundaries): divergences %+v, want none", div)

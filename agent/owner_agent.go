@@ -47,6 +47,7 @@ type standbyPart struct {
 	logs      map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
 	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
 	diverged  map[int64]Divergence    // local bases that differ from the archived copy
+	reported  map[int64]bool          // diverged bases whose divergence report is in the bucket
 	listed    time.Time               // last listing (refresh)
 	broker    map[string]int32        // manifest key -> the broker that archived it
 	// takingOver: this standby took the partition over and the archive
@@ -235,7 +236,7 @@ func (o *ownership) part(path string) *standbyPart {
 	sp := o.parts[path]
 	if sp == nil {
 		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{},
-			logs: map[string]*archivedLog{}, broker: map[string]int32{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}}
+			logs: map[string]*archivedLog{}, broker: map[string]int32{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}, reported: map[int64]bool{}}
 		o.parts[path] = sp
 	}
 	return sp

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segvault/segvault/archive"
+	"github.com/segvault/segvault/uploader"
 )
 
 // Cross-replica checking (issue 16): a standby replica does not upload its
@@ -47,6 +49,11 @@ type Divergence struct {
 	ManifestKey string
 	DataKey     string // the archived .log's object (v2 data key or v1 object)
 	Start, End  int64  // the first differing chunk's byte range [Start, End)
+	Bytes       int64  // the .log's size (both copies)
+	TopicID     string // of the local partition (the report's key)
+	At          time.Time
+	// ReportKey is the divergence report's key in the bucket.
+	ReportKey string
 }
 
 // archivedLog is what a manifest says about its .log for comparisons.
@@ -105,6 +112,11 @@ func (o *ownership) compare(ctx context.Context, a *Agent, ps partitionScan, id 
 	Warn(string, ...any)
 }) {
 	sp := o.part(ps.Path)
+	for base, d := range sp.diverged { // reports a failed write left pending
+		if !sp.reported[base] && ctx.Err() == nil {
+			sp.reported[base] = a.reportDivergence(ctx, id, d, log)
+		}
+	}
 	var todo []*candidate
 	for i := range ps.Candidates {
 		c := &ps.Candidates[i]
@@ -174,12 +186,39 @@ func (o *ownership) compare(ctx context.Context, a *Agent, ps partitionScan, id 
 			continue
 		}
 		d.Topic, d.Partition, d.BaseOffset, d.File = ps.Dir.Topic, ps.Dir.Partition, c.Base, path
+		d.Bytes, d.TopicID, d.At = l.size, a.topicID(c), now.UTC()
+		d.ReportKey = a.layout.DivergenceKey(archive.SegmentRef{Cluster: id.ClusterID, Topic: d.Topic, Partition: d.Partition,
+			TopicID: d.TopicID, BaseOffset: c.Base, Broker: id.BrokerID})
 		sp.diverged[c.Base] = *d
 		a.metrics.ReplicaDivergence.WithLabelValues(DivergenceDiverged).Inc()
 		log.Warn("this replica's rolled segment differs from the copy another broker archived (same base offset and size): its disk diverged",
 			"file", path, "broker", d.Broker, "key", d.ManifestKey, "data_key", d.DataKey,
-			"first_diff", fmt.Sprintf("bytes [%d, %d)", d.Start, d.End), "base_offset", c.Base)
+			"first_diff", fmt.Sprintf("bytes [%d, %d)", d.Start, d.End), "base_offset", c.Base, "report", d.ReportKey)
+		sp.reported[c.Base] = a.reportDivergence(ctx, id, *d, log)
 	}
+}
+
+// reportDivergence writes d's divergence report (create-only; one already
+// there, from an earlier pass or run, counts as written), so ls and the
+// scrub show it; false when the write failed (retried next pass).
+func (a *Agent) reportDivergence(ctx context.Context, id BrokerIdentity, d Divergence, log interface {
+	Warn(string, ...any)
+}) bool {
+	r := archive.DivergenceReport{Format: archive.DivergenceFormat, Version: archive.ManifestVersion, ClusterID: id.ClusterID,
+		BrokerID: id.BrokerID, Topic: d.Topic, Partition: d.Partition, TopicID: d.TopicID, BaseOffset: d.BaseOffset, Bytes: d.Bytes,
+		ArchivedBroker: d.Broker, ManifestKey: d.ManifestKey, DataKey: d.DataKey, FirstDiffStart: d.Start, FirstDiffEnd: d.End, DetectedAt: d.At}
+	data, err := json.MarshalIndent(r, "", " ")
+	if err == nil {
+		err = a.store.PutManifest(ctx, d.ReportKey, data)
+	}
+	if err != nil && !errors.Is(err, uploader.ErrConflict) {
+		if ctx.Err() == nil {
+			a.metrics.Failures.WithLabelValues("divergence_report").Inc()
+			log.Warn("divergence report not written yet; will retry", "key", d.ReportKey, "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 // compareFile reads path once (rate limited) and compares the raw CRC-32C

@@ -44,6 +44,8 @@ type Catalog struct {
 	Tails    []Entry // tail manifests (KeyTailManifest)
 	Packs    []Entry // tail packs (KeyTailPack)
 	Claims   []Entry
+	// Divergences are standbys' divergence reports (KeyDivergence).
+	Divergences []Entry
 	// Orphans are data objects whose version dir holds no manifest: an
 	// upload interrupted before its commit (or one still in progress: see
 	// ModTime), never read by restore.
@@ -103,6 +105,8 @@ func listCatalog(ctx context.Context, b Lister, l Layout, prefixes ...string) (*
 				c.Packs = append(c.Packs, e)
 			case KeyClaim:
 				c.Claims = append(c.Claims, e)
+			case KeyDivergence:
+				c.Divergences = append(c.Divergences, e)
 			}
 			return nil
 		})
@@ -124,7 +128,7 @@ func listCatalog(ctx context.Context, b Lister, l Layout, prefixes ...string) (*
 		}
 	}
 	sort.Slice(c.Versions, func(i, j int) bool { return c.Versions[i].Manifest.Key < c.Versions[j].Manifest.Key })
-	for _, es := range [][]Entry{c.Gaps, c.LogDirs, c.Tails, c.Packs, c.Claims, c.Orphans} {
+	for _, es := range [][]Entry{c.Gaps, c.LogDirs, c.Tails, c.Packs, c.Claims, c.Divergences, c.Orphans} {
 		sort.Slice(es, func(i, j int) bool { return es[i].Object.Key < es[j].Object.Key })
 	}
 	sort.Slice(c.Unknown, func(i, j int) bool { return c.Unknown[i].Key < c.Unknown[j].Key })

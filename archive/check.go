@@ -114,6 +114,9 @@ func Check(ctx context.Context, b uploader.Bucket, l Layout, opts CheckOptions) 
 	for _, e := range cat.Claims {
 		out = append(out, checkSmall(ctx, b, e, "claim"))
 	}
+	for _, e := range cat.Divergences {
+		out = append(out, checkSmall(ctx, b, e, "divergence-report"))
+	}
 	for _, e := range cat.Tails {
 		r, tm := checkTailManifest(ctx, b, e)
 		out = append(out, r)
@@ -328,6 +331,15 @@ func checkSmall(ctx context.Context, b uploader.BucketReader, e Entry, kind stri
 	case "gap-marker":
 		if _, err := DecodeGapMarker(key, data); err != nil {
 			r.Status, r.Detail = "corrupt", err.Error()
+		}
+		return r
+	case "divergence-report":
+		d, err := DecodeDivergenceReport(key, data)
+		if err != nil {
+			r.Status, r.Detail = "corrupt", err.Error()
+		} else {
+			r.Detail = fmt.Sprintf("broker %d's replica of %s-%d at base offset %d differs from broker %d's archived copy %s (first difference in bytes [%d, %d))",
+				d.BrokerID, d.Topic, d.Partition, d.BaseOffset, d.ArchivedBroker, d.ManifestKey, d.FirstDiffStart, d.FirstDiffEnd)
 		}
 		return r
 	case "claim":

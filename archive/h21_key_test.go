@@ -40,6 +40,7 @@ func TestH21ParseKeyEveryKind(t *testing.T) {
 				k.Kind, k.Version, k.VersionID, k.SnapshotEpoch, k.File = KeySnapshotData, "v2", r2.ContentID, 9, "x.checkpoint.sv2"
 			})},
 			{l.GapKeyV2(r), with(seg, func(k *KeyInfo) { k.Kind, k.Version, k.VersionID = KeyGap, "v2", "" })},
+			{l.DivergenceKey(r), with(seg, func(k *KeyInfo) { k.Kind, k.Version, k.VersionID = KeyDivergence, "v2", "" })},
 			{l.LogDirKeyV2("c1", 3, "d", at), KeyInfo{Kind: KeyLogDir, Version: "v2", Cluster: "c1", Broker: 3, LogDir: "d", CaptureTime: at}},
 			{l.TailPackKey("c1", 3, 42, "00112233445566ff"), KeyInfo{Kind: KeyTailPack, Version: "v2", Cluster: "c1", Broker: 3, Seq: 42, VersionID: "00112233445566ff"}},
 			{l.TailManifestKey("c1", 3, 42, "00112233445566ff"), KeyInfo{Kind: KeyTailManifest, Version: "v2", Cluster: "c1", Broker: 3, Seq: 42, VersionID: "00112233445566ff"}},
@@ -160,6 +161,8 @@ func h21Rebuild(l Layout, k KeyInfo) string {
 		return l.TailManifestKey(k.Cluster, k.Broker, k.Seq, k.VersionID)
 	case KeyClaim:
 		return l.ClaimKey(k.Cluster, k.Topic, k.Partition)
+	case KeyDivergence:
+		return l.DivergenceKey(r)
 	}
 	return ""
 }
@@ -172,7 +175,7 @@ func FuzzH21ParseKey(f *testing.F) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	for _, k := range []string{l.ManifestKey(r), l.DataKey(r, "x.log", ".zst"), l.SnapshotDir(r, 4) + "y", l.GapKey(r), l.GapKeyV2(r),
 		l.LogDirKey("c", 2, "d", at), l.LogDirKeyV2("c", 2, "d", at), l.TailPackKey("c", 2, 9, "ff"), l.TailManifestKey("c", 2, 9, "ff"),
-		l.ClaimKey("c", "t", 3), l.SegmentDirV2(r) + ManifestName, "p/v1/x"} {
+		l.ClaimKey("c", "t", 3), l.DivergenceKey(r), l.SegmentDirV2(r) + ManifestName, "p/v1/x"} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, key string) {

@@ -21,10 +21,11 @@ const (
 	KeyTailPack                 // <cluster>/brokers/<broker>/tails/<seq>-<id>.pack (v2)
 	KeyTailManifest             // <cluster>/brokers/<broker>/tails/<seq>-<id>.json (v2)
 	KeyClaim                    // <cluster>/claims/<topic>/<partition>.json (v2)
+	KeyDivergence               // .../divergences/<base>-<broker>.json (v2)
 )
 
 var keyKindNames = [...]string{"unknown", "segment-manifest", "segment-data", "snapshot-manifest", "snapshot-data",
-	"gap-marker", "logdir-capture", "tail-pack", "tail-manifest", "claim"}
+	"gap-marker", "logdir-capture", "tail-pack", "tail-manifest", "claim", "divergence-report"}
 
 func (k KeyKind) String() string {
 	if k < 0 || int(k) >= len(keyKindNames) {
@@ -173,8 +174,8 @@ func (k *KeyInfo) parseTopicKey(f []string) bool {
 			k.Kind++ // the data kind follows its manifest kind
 		}
 		return true
-	case "gaps":
-		if len(f) != 5 {
+	case "gaps", "divergences":
+		if len(f) != 5 || f[3] == "divergences" && k.Version != LayoutVersionV2 {
 			return false
 		}
 		name, found := strings.CutSuffix(f[4], ".json")
@@ -183,6 +184,9 @@ func (k *KeyInfo) parseTopicKey(f []string) bool {
 		k.BaseOffset, ok = parsePadded(b, 20)
 		k.Broker, ok2 = parseInt32(broker)
 		k.Kind = KeyGap
+		if f[3] == "divergences" {
+			k.Kind = KeyDivergence
+		}
 		return found && found2 && ok && ok2
 	}
 	return false

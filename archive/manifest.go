@@ -15,6 +15,7 @@ const (
 	SegmentManifestFormat = "segvault.segment"
 	LogDirManifestFormat  = "segvault.logdir"
 	GapMarkerFormat       = "segvault.gap"
+	DivergenceFormat      = "segvault.divergence"
 	ManifestVersion       = 1 // v1; v2 manifests carry ManifestVersionV2
 )
 
@@ -193,6 +194,44 @@ func DecodeGapMarker(key string, data []byte) (*GapMarker, error) {
 		return nil, fmt.Errorf("gap marker %s: not a %s version %d object", key, GapMarkerFormat, ManifestVersion)
 	}
 	return &g, nil
+}
+
+// DivergenceReport records that a replica's rolled segment differs from
+// the copy another broker archived with the same base offset and size
+// (docs/FORMAT.md, "Divergence report"): written once by the standby agent
+// that found it, create-only, read by ls and the scrub. Restore does not
+// read it (it restores the archived copy).
+type DivergenceReport struct {
+	Format         string    `json:"format"` // DivergenceFormat
+	Version        int       `json:"version"`
+	ClusterID      string    `json:"cluster_id"`
+	BrokerID       int32     `json:"broker_id"` // the replica whose copy differs
+	Topic          string    `json:"topic"`
+	Partition      int32     `json:"partition"`
+	TopicID        string    `json:"topic_id"`
+	BaseOffset     int64     `json:"base_offset"`
+	Bytes          int64     `json:"bytes"` // the .log's size (both copies)
+	ArchivedBroker int32     `json:"archived_broker_id"`
+	ManifestKey    string    `json:"manifest_key"` // the archived copy
+	DataKey        string    `json:"data_key"`
+	FirstDiffStart int64     `json:"first_diff_start"` // the first differing chunk's byte range [start, end)
+	FirstDiffEnd   int64     `json:"first_diff_end"`
+	DetectedAt     time.Time `json:"detected_at"`
+}
+
+// DecodeDivergenceReport parses and checks a divergence report read from key.
+func DecodeDivergenceReport(key string, data []byte) (*DivergenceReport, error) {
+	var d DivergenceReport
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("divergence report %s: %w", key, err)
+	}
+	if d.Format != DivergenceFormat || d.Version != ManifestVersion {
+		return nil, fmt.Errorf("divergence report %s: not a %s version %d object", key, DivergenceFormat, ManifestVersion)
+	}
+	if d.BaseOffset < 0 || d.Bytes < 0 || d.FirstDiffStart < 0 || d.FirstDiffEnd < d.FirstDiffStart || d.FirstDiffEnd > d.Bytes {
+		return nil, fmt.Errorf("divergence report %s: base offset %d, size %d, first difference [%d, %d) out of range", key, d.BaseOffset, d.Bytes, d.FirstDiffStart, d.FirstDiffEnd)
+	}
+	return &d, nil
 }
 
 // MaxManifestSize bounds how much of a manifest object is read.

@@ -77,6 +77,13 @@ func (l Layout) GapKeyV2(r SegmentRef) string {
 	return fmt.Sprintf("%s%s/gaps/%020d-%d.json", l.PartitionPrefixV2(r.Cluster, r.Topic, r.Partition), r.TopicID, r.BaseOffset, r.Broker)
 }
 
+// DivergenceKey records that broker r.Broker's replica of the segment at
+// r.BaseOffset differs from the archived copy (a standby's cross-replica
+// check, docs/FORMAT.md "Divergence report").
+func (l Layout) DivergenceKey(r SegmentRef) string {
+	return fmt.Sprintf("%s%s/divergences/%020d-%d.json", l.PartitionPrefixV2(r.Cluster, r.Topic, r.Partition), r.TopicID, r.BaseOffset, r.Broker)
+}
+
 // LogDirKeyV2 is a capture of a log dir's root files.
 func (l Layout) LogDirKeyV2(cluster string, broker int32, dir string, at time.Time) string {
 	return fmt.Sprintf("%s%s/brokers/%d/logdirs/%s/%s.json", l.RootV2(), cluster, broker, dir, at.UTC().Format(CaptureTimeFormat))

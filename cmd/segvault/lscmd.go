@@ -39,7 +39,10 @@ that Kafka deleted the segment before it could be archived (a gap marker), and l
 no missing range covers as "lost:FROM..TO". Partitions whose every segment was lost are listed
 too. A manifest that does not decode or verify is named on standard error (and under
 "bad_manifests" of its partition in --json, "bad-manifests:N" in GAPS) and left out; the rest is
-listed and the exit status is 1. An archive that holds nothing under the prefix is exit 1
+listed and the exit status is 1. "diverged:bN@BASE" in GAPS: broker N's agent found its replica of
+the segment at BASE to differ from the archived copy (a divergence report; --json
+"diverged_replicas" names both copies and the first differing byte range): the archive is intact,
+broker N's disk is not. An archive that holds nothing under the prefix is exit 1
 (a mistyped --prefix), unless --allow-empty. OFFSETS "empty at N": the archived segments hold no record, the next offset is N;
 "snapshot N": only KRaft snapshots are archived, the newest ends at offset N.
 The agent's tail captures of active segments count as archived: OFFSETS and TIME RANGE end at the
@@ -75,6 +78,9 @@ type lsPartition struct {
 	Lost      []lsLost `json:"lost_segments,omitempty"`
 	Older     int      `json:"other_incarnations,omitempty"`
 	Bad       []lsBad  `json:"bad_manifests,omitempty"`
+	// Diverged: standbys' divergence reports (a replica whose rolled
+	// segment differs from the archived copy).
+	Diverged []lsDiverged `json:"diverged_replicas,omitempty"`
 	// ArchivedBy: which brokers archived each offset range (lsowner.go).
 	ArchivedBy []lsArchived `json:"archived_by"`
 	snapshot   int64        // end offset of the newest KRaft snapshot, -1 when none
@@ -212,6 +218,58 @@ type lsLost struct {
 	Key        string    `json:"key"`
 }
 
+// lsDiverged is a divergence report: broker Broker's replica of the
+// segment at BaseOffset differs from the copy ArchivedBroker archived.
+type lsDiverged struct {
+	Broker         int32     `json:"broker_id"`
+	BaseOffset     int64     `json:"base_offset"`
+	Bytes          int64     `json:"bytes"`
+	ArchivedBroker int32     `json:"archived_broker_id"`
+	ManifestKey    string    `json:"manifest_key"`
+	FirstDiffStart int64     `json:"first_diff_start"`
+	FirstDiffEnd   int64     `json:"first_diff_end"`
+	DetectedAt     time.Time `json:"detected_at"`
+	Key            string    `json:"key"`
+	topic          string
+	partition      int32
+}
+
+// divergenceReports reads the divergence reports of a cluster the catalog
+// lists, by partition ("topic/partition"); unreadable or malformed ones are
+// reported on w and skipped.
+func divergenceReports(ctx context.Context, b uploader.Bucket, cat *archive.Catalog, cluster string, topics *regexp.Regexp, w io.Writer) map[string][]lsDiverged {
+	out := map[string][]lsDiverged{}
+	for _, e := range cat.Divergences {
+		key, k := e.Object.Key, e.Key
+		if k.Cluster != cluster || topics != nil && !topics.MatchString(k.Topic) {
+			continue
+		}
+		data, err := uploader.ReadAll(ctx, b, key, 1<<20)
+		if err != nil {
+			fmt.Fprintf(w, "segvault: divergence report %s: %v\n", key, err)
+			continue
+		}
+		d, err := archive.DecodeDivergenceReport(key, data)
+		if err != nil {
+			fmt.Fprintf(w, "segvault: %v\n", err)
+			continue
+		}
+		if d.Topic != k.Topic || d.Partition != k.Partition || d.BaseOffset != k.BaseOffset || d.BrokerID != k.Broker {
+			fmt.Fprintf(w, "segvault: divergence report %s: names broker %d, %s-%d at %d, not what its key says\n", key, d.BrokerID, d.Topic, d.Partition, d.BaseOffset)
+			continue
+		}
+		pk := fmt.Sprintf("%s/%d", d.Topic, d.Partition)
+		out[pk] = append(out[pk], lsDiverged{Broker: d.BrokerID, BaseOffset: d.BaseOffset, Bytes: d.Bytes, ArchivedBroker: d.ArchivedBroker,
+			ManifestKey: d.ManifestKey, FirstDiffStart: d.FirstDiffStart, FirstDiffEnd: d.FirstDiffEnd, DetectedAt: d.DetectedAt, Key: key, topic: d.Topic, partition: d.Partition})
+	}
+	for _, l := range out {
+		sort.Slice(l, func(i, j int) bool {
+			return l[i].BaseOffset < l[j].BaseOffset || l[i].BaseOffset == l[j].BaseOffset && l[i].Broker < l[j].Broker
+		})
+	}
+	return out
+}
+
 // gapMarkers reads every gap marker of a cluster the catalog lists, by
 // partition ("topic/partition"). Markers that are unreadable or of an
 // unknown format are reported on w and skipped.
@@ -299,11 +357,13 @@ func runLs(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		diverged := divergenceReports(ctx, b, cat, cl, s.Topics, c.App.ErrWriter)
 		for _, p := range plan.Partitions {
 			pk := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 			lp := lsPartition{Cluster: cl, Topic: p.Topic, Partition: p.Partition, TopicID: p.TopicID, Brokers: p.Brokers,
 				Segments: len(p.Segments) + len(p.Snapshots), First: p.FirstOffset, Last: p.LastOffset, Bytes: p.Bytes, Gaps: lsGaps(p.Gaps),
-				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation, snapshot: -1}
+				Lost: dataWins(lost[pk], p.Segments), Older: p.Incarnation, Diverged: diverged[pk], snapshot: -1}
+			delete(diverged, pk)
 			for _, s := range p.Snapshots {
 				lp.snapshot = max(lp.snapshot, s.Manifest.BaseOffset)
 				for _, f := range s.Manifest.Files {
@@ -337,7 +397,12 @@ func runLs(c *cli.Context) error {
 		for pk, l := range lost { // partitions whose every archived segment was lost
 			g := lostMeta[pk]
 			out = append(out, lsPartition{Cluster: cl, Topic: g.Topic, Partition: g.Partition, TopicID: g.TopicID, Brokers: []int32{},
-				First: -1, Last: -1, Lost: l})
+				First: -1, Last: -1, Lost: l, Diverged: diverged[pk]})
+			delete(diverged, pk)
+		}
+		for _, l := range diverged { // the archived copy is gone (pruned): the report stays visible
+			out = append(out, lsPartition{Cluster: cl, Topic: l[0].topic, Partition: l[0].partition, Brokers: []int32{},
+				First: -1, Last: -1, Diverged: l})
 		}
 	}
 	var badKeys []string
@@ -403,6 +468,9 @@ func runLs(c *cli.Context) error {
 		gaps := gapsText(p)
 		if len(p.Bad) > 0 {
 			gaps = strings.TrimPrefix(gaps+fmt.Sprintf(",bad-manifests:%d", len(p.Bad)), ",")
+		}
+		for _, d := range p.Diverged {
+			gaps = strings.TrimPrefix(gaps+fmt.Sprintf(",diverged:b%d@%d", d.Broker, d.BaseOffset), ",")
 		}
 		if gaps == "" {
 			gaps = "-"
