@@ -68,7 +68,7 @@ func (c *ChunkCodec) encoder(level int) (*zstd.Encoder, chan *zstd.Encoder, erro
 	default:
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(chunkZstdWindow), zstd.WithEncoderCRC(false)) // the chunk's raw CRC-32C is the check
+		zstd.WithWindowSize(chunkZstdWindow), zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true)) // the chunk's raw CRC-32C is the check
 	if err != nil {
 		return nil, nil, err
 	}

@@ -309,13 +309,16 @@ func storedCap(raw int) int { return raw + raw>>7 + 64<<10 }
 // collections, so a long archive run allocates its buffers once and makes
 // no garbage per chunk: the process's RSS stays at its working set instead
 // of growing to twice it between collections. Each keeps a few buffers
-// (about one large writer's set); more are dropped. With
-// WriterOptions.SizeHint a small file takes, or allocates, a buffer of its
-// size only.
+// (about one large writer's set); more are dropped. Only buffers of a
+// pool's full size are pooled: with WriterOptions.SizeHint a small file
+// allocates a buffer of its size, outside the pools (a small buffer in a
+// pool made the next large writer drop it and allocate, and a small file
+// holding a full-size one made a large writer allocate another: garbage
+// that doubled the heap between collections).
 var (
-	rawBufs     = make(chan []byte, runtime.GOMAXPROCS(0)+2)
-	storedBufs  = make(chan []byte, runtime.GOMAXPROCS(0)+1)
-	partBufPool = make(chan []byte, 2)
+	rawBufs     = bufPool{c: make(chan []byte, runtime.GOMAXPROCS(0)+2), size: DefaultChunkSize}
+	storedBufs  = bufPool{c: make(chan []byte, runtime.GOMAXPROCS(0)+1), size: storedCap(DefaultChunkSize)}
+	partBufPool = bufPool{c: make(chan []byte, 2), size: DefaultPartSize}
 	// sharedParts holds the SharedPartBuffers (nil until first used).
 	sharedParts = func() chan []byte {
 		c := make(chan []byte, SharedPartBuffers)
@@ -334,23 +337,35 @@ var (
 	largeWriters atomic.Int64
 )
 
-func getBuf(p chan []byte, want int) []byte {
-	select {
-	case b := <-p:
-		if cap(b) >= want {
-			return b[:0]
+// bufPool is a free list of buffers of at least size bytes.
+type bufPool struct {
+	c    chan []byte
+	size int
+}
+
+// getBuf returns an empty buffer of capacity >= want: a pooled one when
+// want is the pool's size (or close to it), else a new one.
+func getBuf(p bufPool, want int) []byte {
+	if want >= p.size/2 && want <= p.size {
+		select {
+		case b := <-p.c:
+			if cap(b) >= want {
+				return b[:0]
+			}
+		default:
 		}
-	default:
+		want = p.size
 	}
 	return make([]byte, 0, want)
 }
 
-func putBuf(p chan []byte, b []byte) {
-	if b == nil || cap(b) > 2*DefaultPartSize {
+// putBuf gives b back to p when it is of p's size; others are dropped.
+func putBuf(p bufPool, b []byte) {
+	if cap(b) < p.size || cap(b) > 2*DefaultPartSize {
 		return
 	}
 	select {
-	case p <- b[:0]:
+	case p.c <- b[:0]:
 	default:
 	}
 }
@@ -369,7 +384,8 @@ func (w *FileWriter) finishJob(j *chunkJob) {
 	close(j.done)
 }
 
-// release returns a job's buffers to their pools (assembler).
+// release returns a job's buffers to their pools and its chunk slot
+// (assembler, once per job).
 func (w *FileWriter) release(j *chunkJob) {
 	if j.raw != nil {
 		putBuf(rawBufs, j.raw)
@@ -379,6 +395,7 @@ func (w *FileWriter) release(j *chunkJob) {
 		putBuf(storedBufs, j.stored)
 		j.stored = nil
 	}
+	<-chunkSlots
 }
 
 // assemble groups encoded chunks, in order, into parts and uploads them.
@@ -390,7 +407,11 @@ func (w *FileWriter) assemble() {
 		case <-w.ctx.Done():
 			<-j.done // encoders always finish; their buffers return to the pool
 		}
-		<-chunkSlots
+		// The chunk's slot is given back with its buffers (release), not
+		// before: while this goroutine waits for a part buffer it holds the
+		// encoded chunk, and a slot given back early let another chunk
+		// take a new buffer beside it (more buffers alive than slots, the
+		// extra ones dropped by the full free lists: garbage).
 		<-w.slots
 		if j.err != nil {
 			w.fail(j.err)
