@@ -417,6 +417,9 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 	return res, fsutil.SyncDir(j.target)
 }
 
+// directMinSize: files from this size on are written with O_DIRECT.
+const directMinSize = 1 << 20
+
 // fetchFile downloads one file into dir, verified; a file already there with
 // the recorded size and SHA-256 (an interrupted restore) is kept.
 func fetchFile(ctx context.Context, src Source, dir string, f archive.FileRecord, p *Progress) (bool, error) {
@@ -433,7 +436,16 @@ func fetchFile(ctx context.Context, src Source, dir string, f archive.FileRecord
 	}
 	defer rc.Close()
 	part := path + ".part"
-	out, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	var out interface {
+		io.Writer
+		Sync() error
+		Close() error
+	}
+	if f.Size >= directMinSize {
+		out, err = fsutil.CreateDirect(part, 0o644) // no page cache (fsutil.DirectFile)
+	} else {
+		out, err = os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	}
 	if err != nil {
 		return false, err
 	}
