@@ -121,7 +121,11 @@ func (c *ChunkCodec) EncodeChunk(dst, raw []byte, compression string, level int,
 	}
 	stored := dst[start:]
 	ch.StoredSize = int64(len(stored))
-	ch.CRC32C = formatCRC(crc32.Checksum(stored, castagnoli))
+	if compression == CompressionNone && key == nil {
+		ch.CRC32C = ch.RawCRC32C // the same bytes
+	} else {
+		ch.CRC32C = formatCRC(crc32.Checksum(stored, castagnoli))
+	}
 	return dst, ch, nil
 }
 

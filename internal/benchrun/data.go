@@ -74,10 +74,10 @@ func (h *harness) makeDatasets(ctx context.Context) error {
 		errs = append(errs, err)
 		mu.Unlock()
 	}
-	tplRecords := map[string]int{"none": 24000, "lz4": 50000, "zstd": 50000, "gzip": 12000, "snappy": 20000}
+	tplRecords := map[string]int{"none": 24000, "lz4": 110000, "zstd": 250000, "gzip": 12000, "snappy": 20000}
 	smallRecords := 76000 // 16 rolled 1 MiB segments and an active one
 	if h.o.quick {
-		tplRecords = map[string]int{"none": 20000, "lz4": 30000, "zstd": 24000, "gzip": 8000, "snappy": 12000}
+		tplRecords = map[string]int{"none": 20000, "lz4": 110000, "zstd": 250000, "gzip": 8000, "snappy": 12000}
 	}
 	t0 := time.Now()
 	// Templates: plain (non-idempotent) producers, one segment per topic, so
