@@ -136,6 +136,13 @@ func StandbyMetadataGrace(md *index.ClusterMetadata, self, who int32, topic stri
 	return grace
 }
 
+// ClaimStandbyGrace is the least takeover grace of a standby whose
+// partition a claim (not the KRaft metadata) gives to another broker: the
+// claim TTL plus two scans, so that when the owner dies its claim is taken
+// over (and one broker archives) before any standby archives from the
+// archive's coverage alone.
+func ClaimStandbyGrace(ttl, scan time.Duration) time.Duration { return ttl + 2*scan }
+
 // OffsetRange is a half-open offset range [Start, End).
 type OffsetRange struct{ Start, End int64 }
 

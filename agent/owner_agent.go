@@ -40,16 +40,17 @@ type ownership struct {
 
 // standbyPart is what a standby replica knows of one partition's archive.
 type standbyPart struct {
-	manifests map[string]*OffsetRange // manifest key -> its range (nil: not a usable manifest)
-	covered   int64                   // offsets other brokers' manifests covered at the last listing
-	progress  time.Time               // when that coverage last grew (or watching began)
-	taken     map[int64]bool          // bases taken over (logged once)
-	logs      map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
-	checked   map[int64]bool          // local bases compared with the archive (or found not comparable)
-	diverged  map[int64]Divergence    // local bases that differ from the archived copy
-	reported  map[int64]bool          // diverged bases whose divergence report is in the bucket
-	listed    time.Time               // last listing (refresh)
-	broker    map[string]int32        // manifest key -> the broker that archived it
+	manifests  map[string]*OffsetRange // manifest key -> its range (nil: not a usable manifest)
+	covered    int64                   // offsets other brokers' manifests covered at the last listing
+	progress   time.Time               // when that coverage last grew (or watching began)
+	taken      map[int64]bool          // bases taken over (logged once)
+	logs       map[string]*archivedLog // manifest key -> its .log's record (for divergence checks)
+	checked    map[int64]bool          // local bases compared with the archive (or found not comparable)
+	diverged   map[int64]Divergence    // local bases that differ from the archived copy
+	reported   map[int64]bool          // diverged bases whose divergence report is in the bucket
+	listed     time.Time               // last listing (refresh)
+	broker     map[string]int32        // manifest key -> the broker that archived it
+	claimOwner int32                   // the claim's owner last seen (-1: none yet)
 	// takingOver: this standby took the partition over and the archive
 	// does not cover its rolled data yet (Takeover's InTakeover).
 	takingOver bool
@@ -83,6 +84,7 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 	}
 	md := o.metadata(a, now)
 	role, who := MetadataRole(md, id.BrokerID, ps.Dir.Topic, ps.Dir.Partition)
+	byClaim := false // the owner is a claim's (no metadata settles it)
 	log := a.log.With("topic", ps.Dir.Topic, "partition", ps.Dir.Partition)
 	if role == RoleUndecided {
 		if md != nil {
@@ -106,7 +108,12 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 		if st.Mine {
 			return o.skipCovered(ctx, a, ps, id, now, log)
 		}
-		who = st.Owner
+		who, byClaim = st.Owner, true
+		if sp := o.part(ps.Path); sp.claimOwner != st.Owner {
+			// Another broker took the claim (or it is first seen): it
+			// archives from now on; the grace counts from here.
+			sp.claimOwner, sp.progress = st.Owner, now
+		}
 	} else if role == RoleArchive {
 		return o.skipCovered(ctx, a, ps, id, now, log)
 	}
@@ -116,6 +123,13 @@ func (a *Agent) replicaFilter(ctx context.Context, ps partitionScan, id BrokerId
 	}
 	if role == RoleStandby {
 		grace = StandbyMetadataGrace(md, id.BrokerID, who, ps.Dir.Topic, ps.Dir.Partition, grace)
+	}
+	if byClaim {
+		// A dead owner's claim is taken over after claim-ttl, and then
+		// one broker archives: every standby archiving sooner, from the
+		// archive's coverage alone, would make a copy each (seen with
+		// three ZooKeeper-era brokers: 1.93x one replica's bytes).
+		grace = max(grace, ClaimStandbyGrace(cfg.ClaimTTL, cfg.ScanInterval))
 	}
 	take, err := o.takeover(ctx, a, ps, id, now, grace)
 	if err != nil {
@@ -235,7 +249,7 @@ func (o *ownership) part(path string) *standbyPart {
 	defer o.mu.Unlock()
 	sp := o.parts[path]
 	if sp == nil {
-		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{},
+		sp = &standbyPart{manifests: map[string]*OffsetRange{}, progress: o.started, taken: map[int64]bool{}, claimOwner: -1,
 			logs: map[string]*archivedLog{}, broker: map[string]int32{}, checked: map[int64]bool{}, diverged: map[int64]Divergence{}, reported: map[int64]bool{}}
 		o.parts[path] = sp
 	}

@@ -50,6 +50,17 @@ type h30Env struct {
 	cl     *kgo.Client
 	want   *produced
 	seq    int
+	// dirs, when set, are the log dirs the agents read instead of the
+	// nodes' own (copies of a stopped cluster's, rewritten: h40).
+	dirs map[int32]string
+}
+
+// dir is the log dir node n's agent reads.
+func (e *h30Env) dir(n *kafkatest.Node) string {
+	if d, ok := e.dirs[n.ID()]; ok {
+		return d
+	}
+	return n.LogDir()
 }
 
 type h30Agent struct {
@@ -98,7 +109,7 @@ func (e *h30Env) startAgent(t *testing.T, n *kafkatest.Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"agent", "--log-dirs", n.LogDir(), "--state-dir", state,
+	args := append([]string{"agent", "--log-dirs", e.dir(n), "--state-dir", state,
 		"--settle-time", h30Settle.String(), "--scan-interval", h30Scan.String(), "--listen", ""},
 		h4S3Flags(e.srv, "s3://"+e.bucket)...)
 	args = append(args, e.extra...)
@@ -211,7 +222,7 @@ func (e *h30Env) rolledAll(t *testing.T, topic string, parts int32) map[int32]ma
 	for _, n := range e.c.Nodes() {
 		out[n.ID()] = map[int32]h30Rolled{}
 		for p := int32(0); p < parts; p++ {
-			out[n.ID()][p] = h30RolledOf(t, n.PartitionDir(topic, p))
+			out[n.ID()][p] = h30RolledOf(t, filepath.Join(e.dir(n), fmt.Sprintf("%s-%d", topic, p)))
 		}
 	}
 	return out
