@@ -64,16 +64,16 @@ func (d *DirectFile) Name() string { return d.f.Name() }
 
 // Write appends p.
 func (d *DirectFile) Write(p []byte) (int, error) {
-	if d.err != nil {
-		return 0, d.err
-	}
-	if !d.direct {
-		n, err := d.f.Write(p)
-		d.err = err
-		return n, err
-	}
 	n := 0
 	for len(p) > 0 {
+		if d.err != nil {
+			return n, d.err
+		}
+		if !d.direct {
+			k, err := d.f.Write(p)
+			d.err = err
+			return n + k, err
+		}
 		k := copy(d.buf[len(d.buf):cap(d.buf)], p)
 		d.buf = d.buf[:len(d.buf)+k]
 		p, n = p[k:], n+k
@@ -123,21 +123,24 @@ type onlyWriter struct{ w io.Writer }
 
 func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
+// directWrite writes b to f (a test replaces it to refuse direct writes).
+var directWrite = func(f *os.File, b []byte) (int, error) { return f.Write(b) }
+
 // flush writes the buffer's whole aligned blocks with O_DIRECT; the rest
-// (less than a block) stays buffered.
+// (less than a block) stays buffered. When the file system refuses the
+// direct write, everything buffered is written through the page cache, from
+// where the buffer starts (a partial direct write before the refusal is
+// overwritten), and the file continues buffered.
 func (d *DirectFile) flush() error {
 	n := len(d.buf) &^ (directAlign - 1)
 	if n == 0 {
 		return nil
 	}
-	if _, err := d.f.Write(d.buf[:n]); err != nil {
+	if _, err := directWrite(d.f, d.buf[:n]); err != nil {
 		if !errors.Is(err, errInvalid) {
 			d.err = err
 			return err
 		}
-		// Refused (some file systems accept O_DIRECT at open and refuse
-		// the write): the same bytes buffered, from where this block
-		// starts (a partial direct write before the refusal is overwritten).
 		if err := d.fallBack(); err != nil {
 			return err
 		}
@@ -145,10 +148,13 @@ func (d *DirectFile) flush() error {
 			d.err = err
 			return err
 		}
-		if _, err := d.f.Write(d.buf[:n]); err != nil {
+		if _, err := d.f.Write(d.buf); err != nil {
 			d.err = err
 			return err
 		}
+		d.off += int64(len(d.buf))
+		d.buf = d.buf[:0]
+		return nil
 	}
 	d.off += int64(n)
 	rest := copy(d.buf, d.buf[n:])
@@ -170,22 +176,25 @@ func (d *DirectFile) fallBack() error {
 // finish writes what is still buffered: the whole blocks with O_DIRECT,
 // the tail through the page cache.
 func (d *DirectFile) finish() error {
-	if d.err != nil || !d.direct {
+	if d.err != nil {
 		return d.err
 	}
-	if err := d.flush(); err != nil {
-		return err
-	}
-	if len(d.buf) > 0 {
-		tail := d.buf
-		if err := d.fallBack(); err != nil {
+	if d.direct {
+		if err := d.flush(); err != nil {
 			return err
 		}
-		if _, err := d.f.Write(tail); err != nil {
+	}
+	if len(d.buf) > 0 {
+		if d.direct {
+			if err := d.fallBack(); err != nil {
+				return err
+			}
+		}
+		if _, err := d.f.Write(d.buf); err != nil {
 			d.err = err
 			return err
 		}
-		d.off += int64(len(tail))
+		d.off += int64(len(d.buf))
 		d.buf = d.buf[:0]
 	}
 	return nil

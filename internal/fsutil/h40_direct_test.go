@@ -77,3 +77,65 @@ func TestH40DirectFileWritesExactBytes(t *testing.T) {
 		t.Fatalf("no file in %v was written with O_DIRECT", dirs)
 	}
 }
+
+// A file system that accepts O_DIRECT at open and refuses a later direct
+// write (EINVAL): the bytes already written stay, the refused block and
+// everything after go through the page cache, in order, by Write and by
+// ReadFrom alike.
+func TestH40DirectFileFallsBackMidFile(t *testing.T) {
+	orig := directWrite
+	t.Cleanup(func() { directWrite = orig })
+	rng := rand.New(rand.NewSource(41))
+	data := make([]byte, 3*DirectBufferSize+5000)
+	rng.Read(data)
+	for _, how := range []string{"write", "copy"} {
+		for _, failAt := range []int{1, 2} {
+			calls := 0
+			directWrite = func(f *os.File, b []byte) (int, error) {
+				calls++
+				if calls >= failAt {
+					return 0, errInvalid
+				}
+				return f.Write(b)
+			}
+			path := filepath.Join(t.TempDir(), "f")
+			f, err := CreateDirect(path, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !f.Direct() {
+				t.Skip("the temp dir's file system refuses O_DIRECT at open")
+			}
+			switch how {
+			case "write":
+				for p := data; len(p) > 0; {
+					k := min(len(p), 1+rng.Intn(DirectBufferSize))
+					if _, err := f.Write(p[:k]); err != nil {
+						t.Fatal(err)
+					}
+					p = p[k:]
+				}
+			case "copy":
+				if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if f.Direct() {
+				t.Fatalf("%s, refused at direct write %d: still direct", how, failAt)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("%s, refused at direct write %d: read back %d bytes that differ from the %d written", how, failAt, len(got), len(data))
+			}
+		}
+	}
+}
