@@ -41,10 +41,10 @@ func TestH29Info(t *testing.T) {
 		}
 	}
 	p0, p1 := orders.Partitions[0], orders.Partitions[1]
-	if p0.NewestOffset != 399 || p0.RPO != 2*h || len(p0.Gaps) != 1 || p0.Gaps[0] != (InfoGap{200, 300, "segments missing from the archive"}) {
+	if p0.NewestOffset != 399 || p0.RPO.D() != 2*h || len(p0.Gaps) != 1 || p0.Gaps[0] != (InfoGap{200, 300, "segments missing from the archive"}) {
 		t.Errorf("orders-0: %+v", p0)
 	}
-	if p1.RPO != 7*h || len(p1.Gaps) != 1 || p1.Gaps[0].From != 50 || p1.Gaps[0].To != 80 {
+	if p1.RPO.D() != 7*h || len(p1.Gaps) != 1 || p1.Gaps[0].From != 50 || p1.Gaps[0].To != 80 {
 		t.Errorf("orders-1: %+v", p1)
 	}
 	if want := now.Add(-5*h - time.Second); !p0.Earliest.Equal(want) || !p0.Latest.Equal(now.Add(-2*h)) {
@@ -52,7 +52,7 @@ func TestH29Info(t *testing.T) {
 	}
 	for _, b := range c.Brokers {
 		want := map[int32]time.Duration{1: 2 * h, 2: 7 * h}[b.Broker]
-		if b.RPO != want {
+		if b.RPO.D() != want {
 			t.Errorf("broker %d RPO %s, want %s (%+v)", b.Broker, b.RPO, want, b)
 		}
 	}

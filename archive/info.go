@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,13 +48,13 @@ func (w *RestoreWindow) merge(o RestoreWindow) {
 // BrokerInfo is one broker's share: its RPO now is the largest age of the
 // newest data it archived, over its partitions.
 type BrokerInfo struct {
-	Broker      int32         `json:"broker"`
-	Partitions  int           `json:"partitions"`
-	RawBytes    int64         `json:"raw_bytes"`
-	StoredBytes int64         `json:"stored_bytes"`
-	NewestAt    time.Time     `json:"newest_archived_at,omitzero"`
-	RPO         time.Duration `json:"rpo_ns"`
-	RPOWorst    string        `json:"rpo_worst_partition,omitempty"`
+	Broker      int32     `json:"broker"`
+	Partitions  int       `json:"partitions"`
+	RawBytes    int64     `json:"raw_bytes"`
+	StoredBytes int64     `json:"stored_bytes"`
+	NewestAt    time.Time `json:"newest_archived_at,omitzero"`
+	RPO         Seconds   `json:"rpo_seconds"`
+	RPOWorst    string    `json:"rpo_worst_partition,omitempty"`
 }
 
 // TopicInfo sums a topic.
@@ -63,7 +64,7 @@ type TopicInfo struct {
 	RawBytes    int64           `json:"raw_bytes"`
 	StoredBytes int64           `json:"stored_bytes"`
 	Gaps        int             `json:"gaps"`
-	RPO         time.Duration   `json:"rpo_ns"`
+	RPO         Seconds         `json:"rpo_seconds"`
 	Partitions  []PartitionInfo `json:"partitions"`
 }
 
@@ -73,12 +74,12 @@ type PartitionInfo struct {
 	TopicID   string  `json:"topic_id"`
 	Brokers   []int32 `json:"brokers"`
 	RestoreWindow
-	Versions    int           `json:"versions"` // archived segment versions, all kept ones
-	RawBytes    int64         `json:"raw_bytes"`
-	StoredBytes int64         `json:"stored_bytes"`
-	Gaps        []InfoGap     `json:"gaps,omitempty"`
-	NewestAt    time.Time     `json:"newest_archived_at,omitzero"`
-	RPO         time.Duration `json:"rpo_ns"`
+	Versions    int       `json:"versions"` // archived segment versions, all kept ones
+	RawBytes    int64     `json:"raw_bytes"`
+	StoredBytes int64     `json:"stored_bytes"`
+	Gaps        []InfoGap `json:"gaps,omitempty"`
+	NewestAt    time.Time `json:"newest_archived_at,omitzero"`
+	RPO         Seconds   `json:"rpo_seconds"`
 }
 
 // InfoGap is an offset range [From, To) no archived segment holds.
@@ -224,7 +225,7 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 			}
 		}
 		if !pi.NewestAt.IsZero() {
-			pi.RPO = now.Sub(pi.NewestAt)
+			pi.RPO = Seconds(now.Sub(pi.NewestAt))
 		}
 		// Gaps: holes between the live segments, and marked losses no
 		// segment covers.
@@ -283,7 +284,7 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 			if t.After(bi.NewestAt) {
 				bi.NewestAt = t
 			}
-			if r := now.Sub(t); r > bi.RPO {
+			if r := Seconds(now.Sub(t)); r > bi.RPO {
 				bi.RPO, bi.RPOWorst = r, k.topic+"-"+itoa(int64(k.partition))
 			}
 		}
@@ -374,3 +375,28 @@ func Info(inv *PruneInventory, now time.Time) *ArchiveInfo {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Seconds is a duration that JSON encodes as seconds (a number), as every
+// segvault --json output does (restore's duration_seconds).
+type Seconds time.Duration
+
+// String is the time.Duration form (logs and text output).
+func (s Seconds) String() string { return time.Duration(s).String() }
+
+// D is s as a time.Duration.
+func (s Seconds) D() time.Duration { return time.Duration(s) }
+
+// MarshalJSON writes s in seconds, to the millisecond.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatFloat(time.Duration(s).Round(time.Millisecond).Seconds(), 'f', -1, 64)), nil
+}
+
+// UnmarshalJSON reads seconds.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("seconds: %w", err)
+	}
+	*s = Seconds(f * float64(time.Second))
+	return nil
+}

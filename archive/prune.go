@@ -619,7 +619,7 @@ type PruneReport struct {
 	Undecodable  []string      `json:"undecodable,omitempty"`
 	Failures     []string      `json:"failures,omitempty"`
 	KeptVersions int           `json:"kept_versions"`
-	Duration     time.Duration `json:"duration_ns"`
+	Duration     Seconds       `json:"duration_seconds"`
 }
 
 // Prune lists the archive, plans and executes (docs/OPERATIONS.md,
@@ -633,7 +633,7 @@ func Prune(ctx context.Context, b uploader.Bucket, layout Layout, cluster string
 	}
 	rep, err := ExecutePrune(ctx, b, layout, inv, opts)
 	if rep != nil {
-		rep.Duration = time.Since(start)
+		rep.Duration = Seconds(time.Since(start))
 	}
 	return rep, err
 }

@@ -113,7 +113,7 @@ func TestH29InfoCLI(t *testing.T) {
 		t.Fatalf("info --json: exit %d, %v\n%s", code, err, out)
 	}
 	c := info.Clusters[0]
-	if c.NewestOffset != 9 || len(c.Topics) != 1 || len(c.Topics[0].Partitions) != 2 || len(c.Brokers) != 1 || c.Brokers[0].RPO < 5*24*time.Hour-time.Minute {
+	if c.NewestOffset != 9 || len(c.Topics) != 1 || len(c.Topics[0].Partitions) != 2 || len(c.Brokers) != 1 || c.Brokers[0].RPO.D() < 5*24*time.Hour-time.Minute {
 		t.Errorf("info: %+v", c)
 	}
 	// a manifest that does not decode: exit 1, named.

@@ -110,7 +110,7 @@ func printInfo(c *cli.Context, info *archive.ArchiveInfo) {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  BROKER\tPARTITIONS\tRAW\tSTORED\tNEWEST ARCHIVED\tRPO NOW\tWORST")
 		for _, b := range cl.Brokers {
-			fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\n", b.Broker, b.Partitions, humanBytes(b.RawBytes), humanBytes(b.StoredBytes), fmtTime(b.NewestAt), fmtAge(b.RPO), b.RPOWorst)
+			fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\n", b.Broker, b.Partitions, humanBytes(b.RawBytes), humanBytes(b.StoredBytes), fmtTime(b.NewestAt), fmtAge(b.RPO.D()), b.RPOWorst)
 		}
 		tw.Flush()
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -127,7 +127,7 @@ func printInfo(c *cli.Context, info *archive.ArchiveInfo) {
 				gs = strings.Join(gaps, ",")
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Topic, len(t.Partitions), fmtTime(t.Earliest), fmtTime(t.Latest), t.NewestOffset,
-				humanBytes(t.RawBytes), humanBytes(t.StoredBytes), gs, fmtAge(t.RPO))
+				humanBytes(t.RawBytes), humanBytes(t.StoredBytes), gs, fmtAge(t.RPO.D()))
 		}
 		tw.Flush()
 	}

@@ -161,7 +161,7 @@ func printPrune(c *cli.Context, rep *archive.PruneReport) {
 		fmt.Fprintf(w, "cancelled %s: the upload it named was committed\n", k)
 	}
 	fmt.Fprintf(w, "%s %d objects, %s freed now; %d deletions decided (%s), %d pending, %d locked; %d segment versions kept; took %s\n",
-		verb, len(rep.Deleted), humanBytes(rep.BytesFreed), len(rep.Units), humanBytes(unitBytes), len(rep.Pending), len(rep.Locked), rep.KeptVersions, rep.Duration.Round(time.Millisecond))
+		verb, len(rep.Deleted), humanBytes(rep.BytesFreed), len(rep.Units), humanBytes(unitBytes), len(rep.Pending), len(rep.Locked), rep.KeptVersions, rep.Duration.D().Round(time.Millisecond))
 }
 
 // humanBytes is n in binary units.

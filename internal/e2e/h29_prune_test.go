@@ -110,7 +110,7 @@ type h29PruneJSON struct {
 	Deleted    []string `json:"deleted"`
 	BytesFreed int64    `json:"bytes_freed"`
 	Failures   []string `json:"failures"`
-	Duration   int64    `json:"duration_ns"`
+	Duration   float64  `json:"duration_seconds"`
 }
 
 // TestH29PruneRealKafka: a compacted topic on a real broker whose cleaner
@@ -301,7 +301,7 @@ func TestH29PruneRealKafka(t *testing.T) {
 	if l := agentLog.String(); strings.Contains(l, "level=ERROR") {
 		t.Errorf("the agent logged errors during the prune:\n%s", h29Tail(l, 4000))
 	}
-	t.Logf("prune: %d deletions, %d objects, %d bytes freed in %s (%d restores ran alongside)", len(rep.Units), len(rep.Deleted), rep.BytesFreed, time.Duration(rep.Duration), restores)
+	t.Logf("prune: %d deletions, %d objects, %d bytes freed in %s (%d restores ran alongside)", len(rep.Units), len(rep.Deleted), rep.BytesFreed, time.Duration(rep.Duration*float64(time.Second)), restores)
 	if len(rep.Units) == 0 || rep.BytesFreed == 0 {
 		t.Fatalf("prune deleted nothing: %+v", rep)
 	}
