@@ -148,13 +148,7 @@ func (d *DirectFile) flush() error {
 			d.err = err
 			return err
 		}
-		if _, err := d.f.Write(d.buf); err != nil {
-			d.err = err
-			return err
-		}
-		d.off += int64(len(d.buf))
-		d.buf = d.buf[:0]
-		return nil
+		return d.writeBuffered()
 	}
 	d.off += int64(n)
 	rest := copy(d.buf, d.buf[n:])
@@ -184,19 +178,26 @@ func (d *DirectFile) finish() error {
 			return err
 		}
 	}
-	if len(d.buf) > 0 {
-		if d.direct {
-			if err := d.fallBack(); err != nil {
-				return err
-			}
-		}
-		if _, err := d.f.Write(d.buf); err != nil {
-			d.err = err
+	if len(d.buf) > 0 && d.direct {
+		if err := d.fallBack(); err != nil {
 			return err
 		}
-		d.off += int64(len(d.buf))
-		d.buf = d.buf[:0]
 	}
+	return d.writeBuffered()
+}
+
+// writeBuffered writes the whole buffer through the page cache (O_DIRECT
+// is off) and empties it.
+func (d *DirectFile) writeBuffered() error {
+	if len(d.buf) == 0 {
+		return nil
+	}
+	if _, err := d.f.Write(d.buf); err != nil {
+		d.err = err
+		return err
+	}
+	d.off += int64(len(d.buf))
+	d.buf = d.buf[:0]
 	return nil
 }
 

@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -37,20 +38,7 @@ func TestH40DirectFileWritesExactBytes(t *testing.T) {
 					t.Fatal(err)
 				}
 				directSeen = directSeen || f.Direct()
-				switch how {
-				case "write":
-					for p := data; len(p) > 0; {
-						k := min(len(p), 1+rng.Intn(3*directAlign))
-						if n, err := f.Write(p[:k]); err != nil || n != k {
-							t.Fatalf("%s: write %d: %d, %v", path, k, n, err)
-						}
-						p = p[k:]
-					}
-				case "copy":
-					if n, err := io.Copy(f, bytes.NewReader(data)); err != nil || n != int64(size) {
-						t.Fatalf("%s: copy: %d, %v", path, n, err)
-					}
-				}
+				h40Fill(t, f, how, data, rng, 3*directAlign)
 				if err := f.Sync(); err != nil {
 					t.Fatal(err)
 				}
@@ -60,13 +48,7 @@ func TestH40DirectFileWritesExactBytes(t *testing.T) {
 				if err := f.Close(); err != nil {
 					t.Fatal(err)
 				}
-				got, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if want := append(bytes.Clone(data), "after"...); !bytes.Equal(got, want) {
-					t.Fatalf("%s (%s, %d bytes): read back %d bytes that differ", path, how, size, len(got))
-				}
+				h40ReadBack(t, path, append(bytes.Clone(data), "after"...), how)
 				if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
 					t.Fatalf("%s: mode %v", path, fi.Mode())
 				}
@@ -106,20 +88,7 @@ func TestH40DirectFileFallsBackMidFile(t *testing.T) {
 			if !f.Direct() {
 				t.Skip("the temp dir's file system refuses O_DIRECT at open")
 			}
-			switch how {
-			case "write":
-				for p := data; len(p) > 0; {
-					k := min(len(p), 1+rng.Intn(DirectBufferSize))
-					if _, err := f.Write(p[:k]); err != nil {
-						t.Fatal(err)
-					}
-					p = p[k:]
-				}
-			case "copy":
-				if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			h40Fill(t, f, how, data, rng, DirectBufferSize)
 			if f.Direct() {
 				t.Fatalf("%s, refused at direct write %d: still direct", how, failAt)
 			}
@@ -129,13 +98,39 @@ func TestH40DirectFileFallsBackMidFile(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data) {
-				t.Fatalf("%s, refused at direct write %d: read back %d bytes that differ from the %d written", how, failAt, len(got), len(data))
-			}
+			h40ReadBack(t, path, data, fmt.Sprintf("%s, refused at direct write %d", how, failAt))
 		}
+	}
+}
+
+// h40Fill writes data to f by Write in random pieces of at most maxPiece
+// bytes ("write") or by io.Copy ("copy").
+func h40Fill(t *testing.T, f *DirectFile, how string, data []byte, rng *rand.Rand, maxPiece int) {
+	t.Helper()
+	switch how {
+	case "write":
+		for p := data; len(p) > 0; {
+			k := min(len(p), 1+rng.Intn(maxPiece))
+			if n, err := f.Write(p[:k]); err != nil || n != k {
+				t.Fatalf("%s: write %d: %d, %v", f.Name(), k, n, err)
+			}
+			p = p[k:]
+		}
+	case "copy":
+		if n, err := io.Copy(f, bytes.NewReader(data)); err != nil || n != int64(len(data)) {
+			t.Fatalf("%s: copy: %d, %v", f.Name(), n, err)
+		}
+	}
+}
+
+// h40ReadBack checks that path holds exactly want.
+func h40ReadBack(t *testing.T, path string, want []byte, what string) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s (%s): read back %d bytes that differ from the %d written", path, what, len(got), len(want))
 	}
 }
