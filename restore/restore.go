@@ -361,10 +361,24 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 		}
 	}
 	res.segments = len(pp.Segments)
-	// 2. Cut, close open transactions, rebuild what is missing.
-	end, err := finishLog(tmp, pp, opts, &res)
+	// 2. Cut, close open transactions, rebuild what is missing. An offset
+	// cut names offsets of the data partitions: the metadata log is cut by
+	// time only (its offsets are its own).
+	lopts := opts
+	if pp.Topic == metadataTopic {
+		lopts.ToOffset = -1
+	}
+	end, err := finishLog(tmp, pp, lopts, &res)
 	if err != nil {
 		return fail(err)
+	}
+	if pp.Topic == metadataTopic && lopts.ToTime >= 0 && len(pp.Segments) > 0 {
+		// KRaft snapshots past the cut would be newer than the restored
+		// log: Kafka then loads a snapshot beyond the log's end (a
+		// restored broker hung at start on one).
+		if err := dropSnapshotsAfter(tmp, end); err != nil {
+			return fail(err)
+		}
 	}
 	res.end = end
 	if len(pp.Segments) > 0 {
@@ -415,6 +429,23 @@ func restorePartition(ctx context.Context, src Source, j partitionJob, opts Opti
 		return res, err
 	}
 	return res, fsutil.SyncDir(j.target)
+}
+
+// dropSnapshotsAfter removes the KRaft snapshots (<offset>-<epoch>.checkpoint)
+// of dir whose offset is past end, the restored log's end offset.
+func dropSnapshotsAfter(dir string, end int64) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if n, ok := segment.ParseFileName(e.Name()); ok && n.Kind == segment.KindCheckpoint && n.Suffix == "" && n.BaseOffset > end {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // directMinSize: files from this size on are written with O_DIRECT.

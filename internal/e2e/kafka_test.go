@@ -631,6 +631,7 @@ func runRealKafka(t *testing.T, version string) {
 		cut := pit[len(pit)/2].Offset
 		dst := filepath.Join(t.TempDir(), "pit-offset")
 		restoreAll(t, b, restore.Selection{Broker: origNode, Metadata: true}, restore.Options{Targets: []string{dst}, ToOffset: cut})
+		h40SnapshotsWithinLog(t, filepath.Join(dst, "__cluster_metadata-0"))
 		br := kafkatest.Start(t, kafkatest.Options{Version: version, LogDir: dst, SkipFormat: true, Props: props})
 		lim := map[string]int64{"pit/0": cut}
 		n := checkRecords(t, consumeAll(t, br, "pit"), want, lim, nil, "pit")
@@ -640,6 +641,7 @@ func runRealKafka(t *testing.T, version string) {
 		at := pit[len(pit)/3]
 		dst := filepath.Join(t.TempDir(), "pit-time")
 		restoreAll(t, b, restore.Selection{Broker: origNode, Metadata: true}, restore.Options{Targets: []string{dst}, ToTime: at.Timestamp.UnixMilli()})
+		h40SnapshotsWithinLog(t, filepath.Join(dst, "__cluster_metadata-0"))
 		br := kafkatest.Start(t, kafkatest.Options{Version: version, LogDir: dst, SkipFormat: true, Props: props})
 		// Records (one per batch) up to the last one at or before the time.
 		var last int64 = -1
@@ -711,4 +713,41 @@ func TestRealKafka39(t *testing.T) {
 		t.Skip("real Kafka")
 	}
 	runRealKafka(t, kafkatest.SecondVersion)
+}
+
+// h40SnapshotsWithinLog fails when a restored metadata log dir holds a KRaft
+// snapshot past the end of its log: a broker hung at start on one (a
+// --to-offset restore cut the metadata log at a data partition's offset and
+// kept the newer snapshots).
+func h40SnapshotsWithinLog(t *testing.T, dir string) {
+	t.Helper()
+	files, err := kafkatest.SegmentFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := int64(0)
+	for _, f := range files {
+		n, _ := segment.ParseFileName(filepath.Base(f))
+		end = max(end, n.BaseOffset)
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := fh.Stat()
+		r := segment.NewReader(fh, fi.Size(), f, segment.ReaderOptions{BaseOffset: n.BaseOffset})
+		for r.Next() {
+			b := r.Batch()
+			end = max(end, b.BaseOffset+int64(b.LastOffsetDelta)+1)
+		}
+		fh.Close()
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if n, ok := segment.ParseFileName(e.Name()); ok && n.Kind == segment.KindCheckpoint && n.BaseOffset > end {
+			t.Errorf("%s: KRaft snapshot %s is past the restored log's end %d", dir, e.Name(), end)
+		}
+	}
 }
