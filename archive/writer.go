@@ -219,13 +219,8 @@ func (w *FileWriter) Write(p []byte) (int, error) {
 	w.sha.Write(p)
 	n := len(p)
 	for len(p) > 0 {
-		if w.raw == nil {
-			select { // a raw chunk holds a slot from its first byte
-			case chunkSlots <- struct{}{}:
-			case <-w.ctx.Done():
-				return n - len(p), w.ctxErr()
-			}
-			w.raw = getBuf(rawBufs, w.bufSize(w.opts.ChunkSize))
+		if err := w.startChunk(); err != nil {
+			return n - len(p), err
 		}
 		k := min(len(p), w.opts.ChunkSize-len(w.raw))
 		w.raw = append(w.raw, p[:k]...)
@@ -240,6 +235,21 @@ func (w *FileWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// startChunk takes a chunk slot and a raw buffer when no chunk is being
+// filled: a raw chunk holds a slot from its first byte.
+func (w *FileWriter) startChunk() error {
+	if w.raw != nil {
+		return nil
+	}
+	select {
+	case chunkSlots <- struct{}{}:
+	case <-w.ctx.Done():
+		return w.ctxErr()
+	}
+	w.raw = getBuf(rawBufs, w.bufSize(w.opts.ChunkSize))
+	return nil
+}
+
 // ReadFrom adds everything r returns until EOF, reading straight into the
 // chunk being filled (io.Copy uses it: one copy of each byte fewer than
 // Write through a copy buffer).
@@ -252,13 +262,8 @@ func (w *FileWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err := w.failed(); err != nil {
 			return total, err
 		}
-		if w.raw == nil {
-			select { // a raw chunk holds a slot from its first byte
-			case chunkSlots <- struct{}{}:
-			case <-w.ctx.Done():
-				return total, w.ctxErr()
-			}
-			w.raw = getBuf(rawBufs, w.bufSize(w.opts.ChunkSize))
+		if err := w.startChunk(); err != nil {
+			return total, err
 		}
 		if len(w.raw) == cap(w.raw) { // a file larger than its SizeHint
 			w.raw = slices.Grow(w.raw, min(max(cap(w.raw), 64<<10), w.opts.ChunkSize-len(w.raw)))
